@@ -1,0 +1,34 @@
+"""The book's structure: the table of contents matches book/, and each chapter follows the house rules."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]*_*.ipynb"))
+
+
+def toc_files():
+    return re.findall(r"file:\s*(\S+)", (ROOT / "_toc.yml").read_text())
+
+
+def cells(path, kind):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in nb["cells"] if c["cell_type"] == kind]
+
+
+def test_toc_lists_every_chapter_in_order():
+    assert toc_files() == [f"book/{p.stem}" for p in CHAPTERS]
+    assert (ROOT / "book" / "intro.md").exists()
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_follows_the_house_rules(path):
+    md, code = "\n".join(cells(path, "markdown")), "\n".join(cells(path, "code"))
+    assert len(re.findall(r"^# ", md, flags=re.M)) == 1, "one '# Title' per chapter"
+    assert re.search(r"^## Try this", md, flags=re.M), "a 'Try this' section"
+    assert "get_device(" in code, "picks cuda, then mps, then cpu"
+    assert re.search(r"^\s*(assert |torch\.testing\.assert_close)", code, flags=re.M), "asserts that prove it"
+    assert "plt." in code or "matplotlib" in code, "at least one figure"
