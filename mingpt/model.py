@@ -131,6 +131,19 @@ class GPT(nn.Module):
         ]
         return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=train_config.betas)
 
+    @classmethod
+    def from_pretrained(cls, path_or_name, **overrides) -> "GPT":
+        """A GPT-2 checkpoint in Hugging Face's layout: a folder, or a name such as "gpt2" (chapter 11)."""
+        from mingpt.hf import load_pretrained  # chapter 11 builds the loader on top of this model
+
+        return load_pretrained(path_or_name, **overrides)
+
+    def save_pretrained(self, path):
+        """Write config.json and model.safetensors that Hugging Face's GPT2LMHeadModel loads (chapter 11)."""
+        from mingpt.hf import save_pretrained
+
+        return save_pretrained(self, path)
+
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  do_sample: bool = False, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from mingpt.utils import get_device
@@ -99,16 +99,22 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, dataset: Dataset | None = None, max_batches: int | None = None) -> float:
-        """Mean loss over `dataset` (default: the test set), at most `max_batches` batches."""
+        """Mean loss over `dataset` (default: the test set).
+
+        With `max_batches`, on at most that many batches of examples evenly spaced over the set.
+        """
         dataset = self.test_dataset if dataset is None else dataset
+        if dataset is None:
+            raise ValueError("nothing to evaluate: this Trainer has no test_dataset; pass a dataset")
+        n = len(dataset) if max_batches is None else min(len(dataset), max_batches * self.config.batch_size)
+        if n < len(dataset):  # the same examples every time, spread over the whole set, not just its start
+            dataset = Subset(dataset, torch.linspace(0, len(dataset) - 1, n, dtype=torch.float64).long().tolist())
         was_training = self.model.training
         self.model.eval()
         loader = DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False,
                             num_workers=self.config.num_workers)
         losses = []
-        for i, (x, y) in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
-                break
+        for x, y in loader:
             _, loss = self.model(x.to(self.device), y.to(self.device))
             losses.append(loss.item())
         self.model.train(was_training)

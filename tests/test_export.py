@@ -71,8 +71,8 @@ def test_clean_keeps_only_checked_text_outputs():
           "metadata": {"kernelspec": {"name": "weird"}, "widgets": {}, "colab": {"gpu": "T4"}},
           "nbformat": 4, "nbformat_minor": 5}
     clean = notebooks.clean(nb)
-    assert clean["cells"][0]["outputs"] == [out] and clean["cells"][0]["execution_count"] is None
-    assert clean["cells"][1]["outputs"] == []
+    assert clean["cells"][0]["outputs"] == [out] and clean["cells"][0]["execution_count"] == 1
+    assert clean["cells"][1]["outputs"] == [] and clean["cells"][1]["execution_count"] is None
     assert set(clean["metadata"]) == {"kernelspec", "language_info", "colab"}
     assert notebooks.clean(clean) == clean
 

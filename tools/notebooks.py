@@ -2,8 +2,10 @@
 
 Chapters are committed without outputs, execution counts or editor metadata, so a diff shows
 only what a person changed. The one exception: a cell tagged `nbval-check-output` keeps its
-text output, because nbval compares that cell's fresh output with it (`record` runs a
-chapter and stores those outputs). The website gets every output by executing the chapters.
+text output (and the execution count 1, without which nbval takes it for an unrun cell),
+because nbval compares that cell's fresh output with it (`record` runs a chapter and stores
+those outputs). A `#| default_exp` cell is tagged `remove-output`, so the module docstring it
+ends with is not echoed on the website. The website gets every output by executing the chapters.
 
 - clean:  rewrite the notebooks in the clean form (default: every book/*.ipynb)
 - check:  exit 1 and name the notebooks that are not clean
@@ -37,7 +39,7 @@ def clean_output(out: dict) -> dict | None:
             return None
         res = {"data": {"text/plain": data["text/plain"]}, "metadata": {}, "output_type": out["output_type"]}
         if out["output_type"] == "execute_result":
-            res["execution_count"] = None
+            res["execution_count"] = 1
         return res
     return None  # errors are never stored
 
@@ -50,13 +52,16 @@ def clean(nb: dict) -> dict:
     nb["metadata"]["language_info"] = {"name": "python"}
     for cell in nb["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] == "code" and "".join(cell["source"]).startswith("#| default_exp") \
+                and "remove-output" not in tags:
+            tags = tags + ["remove-output"]
         cell["metadata"] = {"tags": tags} if tags else {}
         if not cell.get("attachments"):
             cell.pop("attachments", None)
         if cell["cell_type"] == "code":
-            cell["execution_count"] = None
             outs = [clean_output(o) for o in cell.get("outputs", [])] if is_checked(cell) else []
             cell["outputs"] = [o for o in outs if o is not None]
+            cell["execution_count"] = 1 if cell["outputs"] else None
         for key in ("outputs", "execution_count"):
             if cell["cell_type"] != "code":
                 cell.pop(key, None)
