@@ -76,12 +76,17 @@ class Trainer:
         self.history: dict[str, list[float]] = {"iter": [], "train_loss": [], "lr": [], "eval_iter": [],
                                                 "test_loss": []}
         self.callbacks: dict[str, list[Callable]] = defaultdict(list)
+        self.stop_requested = False
 
     def add_callback(self, event: str, callback: Callable[["Trainer"], None]) -> None:
         """Call `callback(trainer)` on an event: one of `Trainer.EVENTS`."""
         if event not in self.EVENTS:
             raise ValueError(f"unknown event {event!r}; expected one of {self.EVENTS}")
         self.callbacks[event].append(callback)
+
+    def request_stop(self) -> None:
+        """Ask `train()` to end after the current step, e.g. from a callback once a goal is reached."""
+        self.stop_requested = True
 
     def _fire(self, event: str) -> None:
         for callback in self.callbacks[event]:
@@ -147,9 +152,10 @@ class Trainer:
         total = c.max_iters if c.max_iters is not None else c.max_epochs * len(loader)
         bar = tqdm(total=total, disable=not c.progress, desc="training", dynamic_ncols=True)
         model.train()
-        while self.iter_num < total:
+        self.stop_requested = False
+        while self.iter_num < total and not self.stop_requested:
             for x, y in loader:
-                if self.iter_num >= total:
+                if self.iter_num >= total or self.stop_requested:
                     break
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 _, loss = model(x, y)

@@ -60,3 +60,12 @@ def test_clear_errors(tmp_path):
         make().add_callback("on_step", print)
     with pytest.raises(ValueError, match="empty"):
         Trainer(tiny_gpt(), [], None, TrainerConfig(device="cpu"))
+
+
+def test_request_stop_from_a_callback():
+    t = make(max_iters=50, eval_interval=100)
+    t.add_callback("on_batch_end", lambda tr: tr.request_stop() if tr.iter_num == 7 else None)
+    ended = []
+    t.add_callback("on_train_end", lambda tr: ended.append(tr.iter_num))
+    t.train()
+    assert t.iter_num == 7 and ended == [7]
