@@ -79,3 +79,13 @@ def test_fetch_checks_the_hash(tmp_path, monkeypatch):
 def test_tiny_shakespeare_from_the_data_folder():
     text = tiny_shakespeare()
     assert len(text) == 1_115_394 and text.startswith("First Citizen:")
+
+
+def test_bigram_baseline_by_hand():
+    import math
+
+    from mingpt.bigram import bigram_val_loss
+
+    # add-one smoothed counts of 0 1 2 1 0: p(2 | 1) = 2/5, p(0 | 2) = 1/4
+    loss = bigram_val_loss(torch.tensor([0, 1, 2, 1, 0]), torch.tensor([1, 2, 0]), 3)
+    assert math.isclose(loss, -(math.log(2 / 5) + math.log(1 / 4)) / 2, rel_tol=1e-12)
