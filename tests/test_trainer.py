@@ -69,3 +69,51 @@ def test_request_stop_from_a_callback():
     t.add_callback("on_train_end", lambda tr: ended.append(tr.iter_num))
     t.train()
     assert t.iter_num == 7 and ended == [7]
+
+
+def test_bf16_on_cpu_trains_and_the_loss_falls():
+    t = make(max_iters=40, eval_interval=40, eval_iters=2, precision="bf16")
+    assert t.precision == "bf16" and not t.scaler.is_enabled()
+    h = t.train()
+    first, last = sum(h["train_loss"][:5]) / 5, sum(h["train_loss"][-5:]) / 5
+    assert last < first - 0.3, (first, last)
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())  # autocast keeps fp32 master weights
+
+
+def test_precision_names_and_devices():
+    from mingpt.trainer import autocast_context, resolve_precision
+
+    assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="unknown precision 'fp8'; expected one of"):
+        resolve_precision("fp8", "cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainerConfig(precision="half")
+    with pytest.raises(ValueError, match="'fp16' is for GPUs.*on a CPU use 'bf16' or 'fp32'"):
+        make(precision="fp16")  # documented: fp16 needs a GPU; the Trainer refuses before any work
+    with autocast_context("cpu", "bf16"):
+        assert torch.nn.Linear(2, 2)(torch.ones(1, 2)).dtype == torch.bfloat16
+    with autocast_context("cpu", "fp32"):
+        assert torch.nn.Linear(2, 2)(torch.ones(1, 2)).dtype == torch.float32
+
+
+def test_compile_falls_back_to_eager_when_the_first_step_fails(monkeypatch):
+    class Broken(torch.nn.Module):  # what torch.compile returns: fails when first called
+        def forward(self, *args):
+            raise RuntimeError("backend exploded")
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: Broken())
+    t = make(max_iters=5, eval_interval=5, eval_iters=1, compile=True)
+    with pytest.warns(UserWarning, match="torch.compile failed at the first step.*backend exploded.*without compile"):
+        t.train()
+    assert t.iter_num == 5 and t._net is t.model
+
+
+def test_compile_unavailable_warns_and_trains(monkeypatch):
+    def refuse(model, **kw):
+        raise RuntimeError("Python 3.99 is not supported")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    with pytest.warns(UserWarning, match="torch.compile failed .*not supported.*training without compile"):
+        t = make(max_iters=3, eval_interval=3, eval_iters=1, compile=True)
+    t.train()
+    assert t.iter_num == 3
