@@ -1,4 +1,4 @@
-"""Keep the chapters clean: `python tools/notebooks.py {clean,check,record} [NOTEBOOK ...]`.
+"""Keep the chapters clean: `python tools/notebooks.py {clean,check,record,colab} [NOTEBOOK ...]`.
 
 Chapters are committed without outputs, execution counts or editor metadata, so a diff shows
 only what a person changed. The one exception: a cell tagged `nbval-check-output` keeps its
@@ -7,15 +7,24 @@ because nbval compares that cell's fresh output with it (`record` runs a chapter
 those outputs). A `#| default_exp` cell is tagged `remove-output`, so the module docstring it
 ends with is not echoed on the website. The website gets every output by executing the chapters.
 
+Every chapter also opens in Colab: after its title, a markdown cell with an "Open in Colab"
+badge, then a code cell that installs the `mingpt` package when (and only when) it runs in
+Colab, pinned to this version's release tag (`v` + `mingpt.__version__`), never touching Colab's
+own torch; chapters that train ask Colab for a GPU runtime in their metadata. Both cells are
+tagged `remove-cell`: the website has Jupyter Book's own launch button instead, and needs no
+network image. `colab` writes them (idempotently, keeping every other cell and output).
+
 - clean:  rewrite the notebooks in the clean form (default: every book/*.ipynb)
-- check:  exit 1 and name the notebooks that are not clean
+- check:  exit 1 and name the notebooks that are not clean, or lack the Colab cells and metadata
 - record: execute the notebooks and store the outputs of their checked cells
+- colab:  insert or update the Colab badge, install cell and GPU metadata of the chapters
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -83,15 +92,115 @@ def record(path: Path, timeout: int = 900) -> dict:
     return clean(json.loads(nbformat.writes(nb)))
 
 
+# --- Colab ---------------------------------------------------------------------------------
+COLAB_TAG = "remove-cell"  # on the website these cells vanish: it has its own launch button
+BADGE_ID, INSTALL_ID = "colab-badge", "colab-install"
+BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+# Chapters that ask Colab for a GPU runtime: those that train a model for real or benchmark
+# one (6 the Trainer, 7 the sampling model, 8 addition, 9 Shakespeare, 10 BPE against characters,
+# 12 speed, 13 training). A chapter not listed here gets one when its code builds a Trainer.
+GPU_CHAPTERS = {"06", "07", "08", "09", "10", "12", "13"}
+COLAB_GPU = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
+
+
+def repository(config: Path = ROOT / "_config.yml") -> tuple[str, str]:
+    """("owner/name", branch) from `repository:` in _config.yml (the URL must be a GitHub one)."""
+    import yaml  # jupyter-book's dependency; only the colab command and check need it
+
+    repo = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("repository") or {}
+    m = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?", str(repo.get("url", "")))
+    if not m:
+        raise SystemExit(f"{config}: repository.url must be https://github.com/OWNER/NAME, got {repo.get('url')!r}")
+    return m.group(1), str(repo.get("branch") or "main")
+
+
+def package_version(init: Path = ROOT / "mingpt" / "__init__.py") -> str:
+    """`__version__` of mingpt, read from its source (importing mingpt would import torch)."""
+    m = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", init.read_text(encoding="utf-8"), flags=re.M)
+    if not m:
+        raise SystemExit(f"{init}: no __version__ = \"...\" line")
+    return m.group(1)
+
+
+def install_requirement(repo: str, version: str) -> str:
+    """What the Colab cell gives pip: the package at this version's tag of the repository."""
+    return f"mingpt-book @ git+https://github.com/{repo}@v{version}"
+
+
+def colab_url(repo: str, branch: str, path: Path) -> str:
+    return f"https://colab.research.google.com/github/{repo}/blob/{branch}/book/{path.name}"
+
+
+def colab_cells(path: Path, repo: str, branch: str, version: str) -> list[dict]:
+    """The badge cell and the install cell of one chapter."""
+    badge = f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(repo, branch, path)})"
+    install = f"""\
+# In Colab, install the book's package, pinned to the release this chapter was written for.
+# It asks for torch>=2.1, which Colab has, so pip keeps Colab's own torch. Elsewhere: nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "{install_requirement(repo, version)}"], check=True)"""
+    tags = {"tags": [COLAB_TAG]}
+    return [{"cell_type": "markdown", "id": BADGE_ID, "metadata": dict(tags), "source": badge.splitlines(True)},
+            {"cell_type": "code", "execution_count": None, "id": INSTALL_ID, "metadata": dict(tags),
+             "outputs": [], "source": install.splitlines(True)}]
+
+
+def is_colab_cell(cell: dict) -> bool:
+    src = "".join(cell.get("source", ""))
+    return cell.get("id") in (BADGE_ID, INSTALL_ID) or BADGE_IMAGE in src or '"google.colab" in sys.modules' in src
+
+
+def wants_gpu(path: Path, nb: dict) -> bool:
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    return path.name[:2] in GPU_CHAPTERS or "Trainer(" in code
+
+
+def with_colab(path: Path, nb: dict, repo: str, branch: str, version: str) -> dict:
+    """The notebook with its Colab cells (right after the title cell) and GPU metadata, nothing else changed."""
+    nb = copy.deepcopy(nb)
+    cells = [c for c in nb["cells"] if not is_colab_cell(c)]
+    title = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                  and re.search(r"^# ", "".join(c["source"]), flags=re.M)), -1)
+    nb["cells"] = cells[:title + 1] + colab_cells(path, repo, branch, version) + cells[title + 1:]
+    meta = nb.setdefault("metadata", {})
+    for key in COLAB_GPU:
+        meta.pop(key, None)
+    if wants_gpu(path, nb):
+        meta.update(copy.deepcopy(COLAB_GPU))
+    if nb.get("nbformat_minor", 0) < 5:  # cell ids need nbformat 4.5
+        nb["nbformat_minor"] = 5
+    return nb
+
+
+def chapters(paths: list[Path]) -> list[Path]:
+    """The numbered chapters among `paths` (intro pages and the like have no Colab cells)."""
+    return [p for p in paths if re.match(r"\d\d_", p.name)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["clean", "check", "record"])
+    ap.add_argument("command", choices=["clean", "check", "record", "colab"])
     ap.add_argument("notebooks", nargs="*", type=Path)
     args = ap.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "book").glob("*.ipynb"))
-    dirty = []
+    dirty, no_colab = [], []
+    colab_args = repository() + (package_version(),) if args.command in ("check", "colab") else None
     for path in paths:
         text = path.read_text(encoding="utf-8")
+        if args.command in ("check", "colab") and path in chapters(paths):
+            nb = json.loads(text)
+            fresh = with_colab(path, nb, *colab_args)
+            if fresh != nb:
+                no_colab.append(path)
+                if args.command == "colab":
+                    path.write_text(dumps(fresh), encoding="utf-8")
+        if args.command == "colab":
+            continue
         if args.command == "record":
             print(f"executing {path} ...", flush=True)
             path.write_text(dumps(record(path)), encoding="utf-8")
@@ -101,10 +210,19 @@ def main(argv: list[str] | None = None) -> int:
             dirty.append(path)
             if args.command == "clean":
                 path.write_text(fresh, encoding="utf-8")
-    if args.command == "check" and dirty:
-        print("These notebooks carry outputs, execution counts or metadata: "
-              + ", ".join(str(p) for p in dirty)
-              + "\nRun `python tools/notebooks.py clean` (and `record` for checked cells).", file=sys.stderr)
+    if args.command == "colab":
+        print(("added or updated the Colab cells of " + ", ".join(str(p) for p in no_colab)) if no_colab
+              else "the Colab cells and metadata are up to date")
+        return 0
+    if args.command == "check" and (dirty or no_colab):
+        if dirty:
+            print("These notebooks carry outputs, execution counts or metadata: "
+                  + ", ".join(str(p) for p in dirty)
+                  + "\nRun `python tools/notebooks.py clean` (and `record` for checked cells).", file=sys.stderr)
+        if no_colab:
+            print("These chapters lack their Colab badge, install cell or GPU metadata, or have stale ones: "
+                  + ", ".join(str(p) for p in no_colab)
+                  + "\nRun `python tools/notebooks.py colab` on them.", file=sys.stderr)
         return 1
     if args.command == "clean" and dirty:
         print("cleaned " + ", ".join(str(p) for p in dirty))
