@@ -144,14 +144,27 @@ class GPT(nn.Module):
 
         return save_pretrained(self, path)
 
-    @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 do_sample: bool = False, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
-        """Extend `idx` (B, T) by `max_new_tokens` tokens; see `mingpt.utils.generate` (chapter 7)."""
-        from mingpt.utils import generate  # chapter 7 builds sampling on top of this model
+                 do_sample: bool = False, top_k: int | None = None, top_p: float | None = None,
+                 use_cache: bool = True, stop_tokens=None, callback=None) -> torch.Tensor:
+        """Extend `idx` (B, T) by up to `max_new_tokens` tokens: chapter 7's sampling, chapter 12's KV cache.
 
-        return generate(self, idx, max_new_tokens, temperature=temperature, do_sample=do_sample,
-                        top_k=top_k, top_p=top_p)
+        The tokens of `mingpt.utils.generate` (chapter 7), computed with a KV cache unless
+        `use_cache=False`; `stop_tokens` (an id or several) ends a row at the first one it makes;
+        `callback(tokens)` receives each step's new tokens (B,). See `mingpt.kvcache.generate`.
+        """
+        from mingpt.kvcache import generate  # chapter 12 builds fast generation on top of this model
+
+        return generate(self, idx, max_new_tokens, temperature=temperature, do_sample=do_sample, top_k=top_k,
+                        top_p=top_p, use_cache=use_cache, stop_tokens=stop_tokens, callback=callback)
+
+    def stream(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, do_sample: bool = False,
+               top_k: int | None = None, top_p: float | None = None, use_cache: bool = True, stop_tokens=None):
+        """Like `generate`, but an iterator that yields each step's new tokens (B,) as they are made (chapter 12)."""
+        from mingpt.kvcache import stream
+
+        return stream(self, idx, max_new_tokens, temperature=temperature, do_sample=do_sample, top_k=top_k,
+                      top_p=top_p, use_cache=use_cache, stop_tokens=stop_tokens)
 
     def extra_repr(self) -> str:
         c = self.config
