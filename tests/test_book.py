@@ -20,8 +20,24 @@ def cells(path, kind):
 
 
 def test_toc_lists_every_chapter_in_order():
-    assert toc_files() == [f"book/{p.stem}" for p in CHAPTERS]
-    assert (ROOT / "book" / "intro.md").exists()
+    chapters = [f for f in toc_files() if re.match(r"book/\d\d_", f)]
+    assert chapters == [f"book/{p.stem}" for p in CHAPTERS]
+    assert "root: book/intro" in (ROOT / "_toc.yml").read_text()
+    assert (ROOT / "book" / "intro.ipynb").exists()
+    assert toc_files()[-1] == "book/glossary", "the glossary closes the book"
+
+
+def test_glossary_terms_are_defined():
+    """Every {term}`...` used in the book names an entry of book/glossary.md (Sphinx would only warn)."""
+    text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")
+    defined = set(re.findall(r"^([^\s`{].*)$", "\n".join(re.findall(r"```\{glossary\}\n(.*?)```", text, re.S)), re.M))
+    assert {"B", "T", "C", "nh", "hs", "V", "block_size", "logits"} <= defined
+    pages = [ROOT / "book" / "glossary.md", *sorted((ROOT / "book").glob("*.ipynb"))]
+    for page in pages:
+        src = page.read_text(encoding="utf-8")
+        for use in re.findall(r"\{term\}`([^`]+)`", src):
+            name = re.sub(r"^.*<(.+)>$", r"\1", use)
+            assert name in defined, f"{page.name}: {{term}}`{use}` is not in the glossary"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)

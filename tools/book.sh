@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # Build the book website into _build/html and open it: `bash tools/book.sh`.
-#   --strict   rebuild every page and fail on any warning or failing cell (what CI runs)
-#   --no-open  only build
+#   --strict      rebuild every page and fail on any warning or failing cell (what CI runs)
+#   --no-open     only build
+#   --no-execute  show the chapters' stored outputs instead of running them (quick layout checks;
+#                 chapters are committed without outputs, so pages then show no plots)
+# Chapters run in cache mode: each executed chapter is kept in _build/.jupyter_cache and reused
+# until its code cells change (tools/test.sh checks the chapters from there when CI asks it to).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/env.sh
-strict=0; open=1
+strict=0; open=1; config=_config.yml
 for arg in "$@"; do
   case "$arg" in
     --strict) strict=1 ;;
     --no-open) open=0 ;;
-    *) echo "unknown option $arg (expected --strict or --no-open)" >&2; exit 2 ;;
+    --no-execute)
+      mkdir -p _build
+      config=_build/_config.no-execute.yml
+      sed 's/^\(  execute_notebooks:\).*/\1 "off"/' _config.yml > "$config"
+      grep -q 'execute_notebooks: "off"' "$config" || { echo "could not switch execution off in $config" >&2; exit 2; } ;;
+    *) echo "unknown option $arg (expected --strict, --no-open or --no-execute)" >&2; exit 2 ;;
   esac
 done
 python tools/export.py
 if [ "$strict" = 1 ]; then
-  timeout 3000 jupyter-book build . --all -W --keep-going
+  timeout 3000 jupyter-book build . --config "$config" --all -W --keep-going
 else
-  timeout 3000 jupyter-book build .
+  timeout 3000 jupyter-book build . --config "$config"
 fi
 index="$PWD/_build/html/index.html"
 echo "The book is at file://$index"
