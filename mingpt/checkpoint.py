@@ -114,11 +114,12 @@ def load_model_state(model: torch.nn.Module, state_dict: dict, source: str = "th
                  f"missing key(s) {_names(missing)}" if missing else ""]
         raise CheckpointError(f"{source} does not fit this model: {'; '.join(p for p in parts if p)}; "
                               "was it saved from a model with another config (n_layer, bias)?")
-    for key, tensor in state_dict.items():
-        if tuple(tensor.shape) != tuple(own[key].shape):
-            raise CheckpointError(f"{source}: {key} has shape {tuple(tensor.shape)} in the checkpoint, but the model's "
-                                  f"{key} has shape {tuple(own[key].shape)}; the checkpoint is from a model of another "
-                                  "shape (compare their configs: vocab_size, block_size, n_embd)")
+    wrong = [key for key in own if tuple(state_dict[key].shape) != tuple(own[key].shape)]  # in the model's order
+    if wrong:
+        key, more = wrong[0], f" (and {len(wrong) - 1} more tensors)" if len(wrong) > 1 else ""
+        raise CheckpointError(f"{source}: {key} has shape {tuple(state_dict[key].shape)} in the checkpoint, but the "
+                              f"model's {key} has shape {tuple(own[key].shape)}{more}; the checkpoint is from a model "
+                              "of another shape (compare their configs: vocab_size, block_size, n_embd)")
     target.load_state_dict(state_dict)
     return model
 

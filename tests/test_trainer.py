@@ -117,3 +117,78 @@ def test_compile_unavailable_warns_and_trains(monkeypatch):
         t = make(max_iters=3, eval_interval=3, eval_iters=1, compile=True)
     t.train()
     assert t.iter_num == 3
+
+
+class MaskedDataset(torch.utils.data.Dataset):
+    """Random sequences where a random share of targets is -100 (ignored), different in every example."""
+
+    def __init__(self, n=64, T=8, V=11):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randint(0, V, (n, T), generator=g)
+        self.y = torch.randint(0, V, (n, T), generator=g)
+        keep = torch.rand(n, T, generator=g) < torch.linspace(0.1, 1.0, n)[:, None]  # 10% to 100% counted
+        self.y[~keep] = -100
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+    ds = MaskedDataset()
+    runs = {}
+    for batch_size, accum in [(16, 1), (4, 4), (8, 2)]:
+        cfg = TrainerConfig(batch_size=batch_size, grad_accum_steps=accum, learning_rate=1e-2, max_iters=6,
+                            device="cpu", progress=False)
+        t = Trainer(tiny_gpt(), ds, None, cfg)  # tiny_gpt seeds: same weights, same data order
+        t.grads = []
+        t.add_callback("on_batch_end", lambda tr: tr.grads.append([p.grad.clone() for p in tr.model.parameters()]))
+        t.train()
+        runs[accum] = t
+    assert runs[1].tokens == runs[4].tokens == runs[2].tokens
+    for accum in (2, 4):
+        for step in range(6):  # the gradient of every step: equal up to float rounding
+            for a, b in zip(runs[1].grads[step], runs[accum].grads[step]):
+                torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(runs[1].history["train_loss"], runs[accum].history["train_loss"], atol=1e-5, rtol=0)
+        for a, b in zip(runs[1].model.parameters(), runs[accum].model.parameters()):  # AdamW amplifies rounding
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_dividing_by_the_number_of_micro_batches_is_wrong_with_ignored_targets():
+    """The check above can fail: nanoGPT's `loss / k` weights each micro-batch equally, not each token."""
+    ds, model = MaskedDataset(), tiny_gpt()
+    x, y = ds.x[:16], ds.y[:16]
+    model.zero_grad()
+    model(x, y)[1].backward()
+    big = model.lm_head.weight.grad.clone()
+    model.zero_grad()
+    for i in range(4):
+        (model(x[4 * i:4 * i + 4], y[4 * i:4 * i + 4])[1] / 4).backward()
+    assert (model.lm_head.weight.grad - big).abs().max() > 1e-3
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_where(tmp_path, monkeypatch, capsys):
+    def interrupt(tr):
+        if tr.iter_num == 5:
+            raise KeyboardInterrupt
+
+    t = make(max_iters=20, eval_interval=100, ckpt_dir=str(tmp_path / "runs"))
+    t.add_callback("on_batch_end", interrupt)
+    ended = []
+    t.add_callback("on_train_end", lambda tr: ended.append(tr.iter_num))
+    t.train()  # returns: no KeyboardInterrupt escapes
+    out = capsys.readouterr().out
+    assert t.interrupted and ended == [5]
+    assert f"Interrupted at step 5: saved a checkpoint to {tmp_path / 'runs' / 'step_00000005'}" in out
+    resumed = make(max_iters=20, eval_interval=100, resume_from=str(tmp_path / "runs"))
+    assert resumed.iter_num == 5 and torch.equal(resumed.model.lm_head.weight, t.model.lm_head.weight)
+
+    monkeypatch.chdir(tmp_path)  # no ckpt_dir: a clear default, ./checkpoints
+    t = make(max_iters=20, eval_interval=100)
+    t.add_callback("on_batch_end", interrupt)
+    t.train()
+    assert (tmp_path / "checkpoints" / "step_00000005" / "model.safetensors").is_file()
+    assert str(tmp_path / "checkpoints") in capsys.readouterr().out
