@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Run every test: `bash tools/test.sh [pytest args]`.
 # The package must match a fresh export of the chapters, the chapters must be committed clean,
-# then pytest runs the unit tests (tests/) and every chapter top to bottom through nbval (book/).
+# then pytest runs the unit tests (tests/), every chapter top to bottom through nbval (book/),
+# and the browser test of the built website (tests/test_browser.py; it skips, saying why, when
+# there is no built site or no Chromium).
+# Two switches, which CI (.ci/run) sets after its site build has executed every chapter once:
+#   MINGPT_NBVAL_FROM_CACHE=_build/.jupyter_cache  check the chapters' cells (errors, checked
+#       outputs) from that execution instead of running them again (see conftest.py)
+#   MINGPT_REQUIRE_BROWSER=1  the browser test fails instead of skipping
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/env.sh
