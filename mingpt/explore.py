@@ -298,8 +298,9 @@ def _heatmap(ax, weights: torch.Tensor, labels: list[str] | None, title: str, qu
     T = weights.size(0)
     ax.imshow(weights.numpy(), cmap="Blues", vmin=0, vmax=1)
     if labels is not None:
-        ax.set_xticks(range(T), labels, fontsize=7, rotation=90)
-        ax.set_yticks(range(T), labels, fontsize=7)
+        size = 7 if T <= 32 else 5  # small enough not to overlap in a long prompt
+        ax.set_xticks(range(T), labels, fontsize=size, rotation=90)
+        ax.set_yticks(range(T), labels, fontsize=size)
         ax.set(xlabel="looked at (key)", ylabel="looking (query)")
     else:
         ax.set_xticks([])
@@ -334,7 +335,7 @@ def attention_explorer(model: torch.nn.Module, idx: torch.Tensor, decode: Callab
         l, h, q = (controls[k].value for k in ("layer", "head", "token"))
         weights = maps[l, h]  # (T, T)
         row = weights[q, :q + 1]  # (q + 1,): what token q looks at
-        fig = Figure(figsize=(11, 4.6))
+        fig = Figure(figsize=(12, 5.6))
         ax_map, ax_row = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=(1, 1.3)))
         _heatmap(ax_map, weights, labels, f"layer {l}, head {h}", query=q)
         ax_row.bar(range(q + 1), row.numpy(), color="tab:orange")
