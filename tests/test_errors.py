@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_gpt
-from mingpt.data import CharDataset, tiny_shakespeare
+from mingpt.data import CharDataset, fetch
 from mingpt.hf import CheckpointError
 from mingpt.model import GPTConfig
 from mingpt.trainer import Trainer, TrainerConfig
@@ -69,8 +69,9 @@ CASES = [
      r"CharDataset got an empty text; give it at least block_size \+ 1 characters"),
     ("characters outside the vocabulary", lambda p: CharDataset("hello!", 2, chars="ehlo"), ValueError,
      r"1 characters outside the vocabulary: '!'; build the vocabulary from this text or add them"),
-    ("a missing data file", lambda p: tiny_shakespeare(p / "nope.txt"), FileNotFoundError,
-     r"no file at .*nope.txt"),
+    ("a missing data file", lambda p: fetch("no_such_corpus.txt", "file:///no/such/file", "0" * 64),
+     FileNotFoundError, r"no_such_corpus.txt is not in \$MINGPT_DATA_DIR or .*, and downloading file:///no/such/file "
+                        r"failed .*; download it by hand into "),
     ("ckpt_path in a folder that does not exist", lambda p: trainer(ckpt_path=str(p / "no" / "m.pt")),
      FileNotFoundError, r"ckpt_path .*m.pt' is in .*no, which does not exist; create the folder first"),
     ("an empty training dataset", lambda p: Trainer(tiny_gpt(), [], None, TrainerConfig(device="cpu")), ValueError,
@@ -92,6 +93,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("what, call, exception, pattern", CASES, ids=[c[0] for c in CASES])
-def test_clear_error(tmp_path, what, call, exception, pattern):
+def test_clear_error(tmp_path, monkeypatch, what, call, exception, pattern):
+    monkeypatch.setenv("MINGPT_CACHE", str(tmp_path / "cache"))
     with pytest.raises(exception, match=pattern):
         call(tmp_path)
