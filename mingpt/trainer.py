@@ -271,7 +271,7 @@ class Trainer:
         back to the eager model, with a warning, if the first compiled step fails.
         """
         try:
-            with (nullcontext() if sync or self._net is self.model else self._eager_net.no_sync()):
+            with (nullcontext() if sync or self._eager_net is self.model else self._eager_net.no_sync()):
                 with autocast_context(self.device, self.precision):
                     _, loss = self._net(x, y)
                 loss = loss * weight

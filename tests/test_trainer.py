@@ -192,3 +192,21 @@ def test_ctrl_c_saves_a_checkpoint_and_says_where(tmp_path, monkeypatch, capsys)
     t.train()
     assert (tmp_path / "checkpoints" / "step_00000005" / "model.safetensors").is_file()
     assert str(tmp_path / "checkpoints") in capsys.readouterr().out
+
+
+def test_a_working_compiled_model_with_gradient_accumulation(monkeypatch):
+    class Wrapper(torch.nn.Module):  # stands in for torch.compile's OptimizedModule
+        def __init__(self, model):
+            super().__init__()
+            self._orig_mod = model
+
+        def forward(self, *args):
+            return self._orig_mod(*args)
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: Wrapper(model))
+    t = make(max_iters=4, eval_interval=4, eval_iters=1, compile=True, grad_accum_steps=2)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning: the compiled path itself must work
+        t.train()
+    assert isinstance(t._net, Wrapper) and t.iter_num == 4
