@@ -3,7 +3,7 @@ streaming and clear errors. Tiny models; float64 where exact equality of greedy 
 import pytest
 import torch
 
-from mingpt.kvcache import KVCache, forward_cached, generate, stream
+from mingpt.kvcache import KVCache, decode_step, forward_cached, generate, stream
 from mingpt.utils import generate as generate_naive
 from mingpt.utils import set_seed
 
@@ -47,6 +47,20 @@ def test_forward_cached_matches_forward():
     assert cache.length == 8 and "8/8 positions" in repr(cache)
     with pytest.raises(ValueError, match="do not fit"):
         forward_cached(model, tokens[:, :1], cache)
+    with pytest.raises(ValueError, match="cache is full"):
+        decode_step(model, tokens[:, 0], cache)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_decode_step_matches_forward_cached(bias):
+    model = tiny64(bias=bias)
+    tokens = torch.randint(0, 11, (3, 8))
+    a, b = KVCache(model.config, 3, dtype=torch.float64), KVCache(model.config, 3, dtype=torch.float64)
+    with torch.no_grad():
+        forward_cached(model, tokens[:, :2], a), forward_cached(model, tokens[:, :2], b)
+        for t in range(2, 8):
+            torch.testing.assert_close(decode_step(model, tokens[:, t], a), forward_cached(model, tokens[:, t:t + 1], b),
+                                       rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("kwargs", [dict(top_k=3), dict(top_p=0.9, temperature=0.8), dict()])
