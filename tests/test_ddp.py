@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from mingpt.checkpoint import weights_from_bytes
+from mingpt.checkpoint import load_checkpoint, weights_from_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "train_ddp.py"
@@ -19,10 +19,10 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 TOLERANCE = 1e-4
 
 
-def run(out: Path, batch_size: int, nproc: int = 1, accum: int = 1) -> str:
+def run(out: Path, batch_size: int, nproc: int = 1, accum: int = 1, *extra: str) -> str:
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                     f"--nproc_per_node={nproc}"]
-    cmd = launcher + [str(SCRIPT), str(out), "--batch-size", str(batch_size), "--grad-accum-steps", str(accum)]
+    cmd = launcher + [str(SCRIPT), str(out), "--batch-size", str(batch_size), "--grad-accum-steps", str(accum), *extra]
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120, check=True).stdout
 
 
@@ -35,8 +35,14 @@ def max_difference(a: Path, b: Path) -> float:
 
 def test_two_gloo_processes_match_one_process(tmp_path):
     run(tmp_path / "single", batch_size=16)
-    out = run(tmp_path / "ddp", batch_size=8, nproc=2)
+    out = run(tmp_path / "ddp", 8, 2, 1, "--ckpt-dir", str(tmp_path / "ddp" / "ckpt"))  # batch 8, 2 processes
     assert "rank 0 of 2" in out and "rank 1 of 2" in out, out
+    rank1 = next(line for line in out.splitlines() if "rank 1 of 2" in line)
+    assert rank1.endswith("last checkpoint: None"), rank1  # only rank 0 writes checkpoints
+    saved = sorted(p.name for p in (tmp_path / "ddp" / "ckpt").iterdir())
+    assert saved == ["latest", "step_00000010", "step_00000020"], saved
+    final = weights_from_bytes((tmp_path / "ddp" / "final.safetensors").read_bytes())
+    assert all(torch.equal(final[k], v) for k, v in load_checkpoint(tmp_path / "ddp" / "ckpt")["weights"].items())
     run(tmp_path / "ddp_accum", batch_size=4, nproc=2, accum=2)  # 2 processes x 2 micro-batches x 4 = 16
     run(tmp_path / "accum", batch_size=8, accum=2)  # the control: one process, rounding in another order
     single = json.loads((tmp_path / "single" / "history.json").read_text())

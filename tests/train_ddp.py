@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, required=True, help="per process")
     parser.add_argument("--grad-accum-steps", type=int, default=1)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--ckpt-dir", default=None, help="save a checkpoint every 10 steps here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     set_seed(0)  # the same on every rank: the same initial weights and data order
@@ -35,12 +36,13 @@ def main() -> None:
     model = GPT(GPTConfig(train.vocab_size, 16, n_layer=2, n_head=2, n_embd=32,
                           embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0))
     config = TrainerConfig(batch_size=args.batch_size, grad_accum_steps=args.grad_accum_steps, learning_rate=3e-3,
-                           max_iters=args.steps, eval_interval=10, eval_iters=2, device="cpu", progress=False)
+                           max_iters=args.steps, eval_interval=10, eval_iters=2, device="cpu", progress=False,
+                           ckpt_dir=args.ckpt_dir, checkpoint_interval=10 if args.ckpt_dir else None)
+    args.out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, train, test, config)
     trainer.train()
-    print(trainer, flush=True)
+    print(trainer, "last checkpoint:", trainer.last_checkpoint, flush=True)
     if trainer.is_main:
-        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "final.safetensors").write_bytes(weights_to_bytes(model))
         (args.out / "history.json").write_text(json.dumps(trainer.history))
     cleanup()
