@@ -34,14 +34,19 @@ def cache_dir() -> Path:
 def fetch(name: str, url: str, sha256: str, path: str | Path | None = None) -> Path:
     """A local copy of a public file, checked against its sha256.
 
-    Looks in this order: `path`; `$MINGPT_DATA_DIR/name`; the cache; else downloads `url`
-    into the cache. A file whose hash differs is an error, never used.
+    When `path` is given, that file or an error. Otherwise looks in `$MINGPT_DATA_DIR/name`,
+    then the cache, else downloads `url` into the cache. A file whose hash differs is an
+    error, never used.
     """
-    candidates = [Path(path)] if path is not None else []
-    if os.environ.get("MINGPT_DATA_DIR"):
-        candidates.append(Path(os.environ["MINGPT_DATA_DIR"]) / name)
     cached = cache_dir() / name
-    candidates.append(cached)
+    if path is not None:  # an explicit path is used or refused, never silently replaced by another copy
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no file at {path}; expected {name} there (sha256 {sha256[:12]}...), "
+                                    "or leave path out to use $MINGPT_DATA_DIR, the cache or a download")
+        candidates = [Path(path)]
+    else:
+        env_dir = os.environ.get("MINGPT_DATA_DIR")
+        candidates = ([Path(env_dir) / name] if env_dir else []) + [cached]
     for p in candidates:
         if p.is_file():
             got = sha256_of(p)
@@ -49,8 +54,6 @@ def fetch(name: str, url: str, sha256: str, path: str | Path | None = None) -> P
                 raise ValueError(f"{p} has sha256 {got}, expected {sha256}: a different or damaged "
                                  f"file; delete it or point to the right one")
             return p
-    if path is not None:
-        raise FileNotFoundError(f"no file at {path}")
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(cached.suffix + ".part")
     try:

@@ -89,3 +89,16 @@ def test_bigram_baseline_by_hand():
     # add-one smoothed counts of 0 1 2 1 0: p(2 | 1) = 2/5, p(0 | 2) = 1/4
     loss = bigram_val_loss(torch.tensor([0, 1, 2, 1, 0]), torch.tensor([1, 2, 0]), 3)
     assert math.isclose(loss, -(math.log(2 / 5) + math.log(1 / 4)) / 2, rel_tol=1e-12)
+
+
+def test_an_explicit_path_that_is_missing_is_an_error_even_with_other_copies(tmp_path, monkeypatch):
+    """A typo in `path` must not silently fall back to $MINGPT_DATA_DIR or the cache."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "x.txt").write_text("hello")
+    monkeypatch.setenv("MINGPT_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MINGPT_CACHE", str(tmp_path / "cache"))
+    good = hashlib.sha256(b"hello").hexdigest()
+    assert fetch("x.txt", "http://invalid.invalid/x", good) == data_dir / "x.txt"
+    with pytest.raises(FileNotFoundError, match=r"no file at .*typo\.txt; expected x\.txt there"):
+        fetch("x.txt", "http://invalid.invalid/x", good, tmp_path / "typo.txt")
