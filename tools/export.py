@@ -5,7 +5,9 @@ Notebooks are the source of truth. In a chapter, a code cell whose first line is
     #| default_exp model          names the module this chapter exports to (mingpt/model.py);
                                   a docstring in that cell becomes the module's docstring
     #| export                     copies the cell into that module
-    #| export utils               copies the cell into mingpt/utils.py instead
+    #| export utils               copies the cell into mingpt/utils.py instead; in the first
+                                  cell that reaches a module no chapter declares as its
+                                  default, a leading docstring becomes the module's docstring
 
 (nbdev's spelling). Every module gets a header naming the chapter(s) to edit and an
 `__all__` of its public top-level names. The output depends only on the notebooks, so
@@ -80,6 +82,8 @@ def collect(notebooks: list[Path], root: Path = ROOT) -> dict[str, Module]:
                     mod = modules.setdefault(target, Module(target))
                     if rel not in mod.chapters:
                         mod.chapters.append(rel)
+                    if not mod.cells and mod.doc is None and target != default:
+                        mod.doc, code = _split_docstring(code)  # a module reached only by '#| export NAME'
                     mod.cells.append(code)
     return modules
 
@@ -90,6 +94,15 @@ def _leading_docstring(code: str) -> str | None:
     except SyntaxError:
         return None
     return ast.get_docstring(tree, clean=True)
+
+
+def _split_docstring(code: str) -> tuple[str | None, str]:
+    """A leading docstring of the cell, and the code after it (the code unchanged when there is none)."""
+    doc = _leading_docstring(code)
+    if doc is None:
+        return None, code
+    end = ast.parse(code).body[0].end_lineno
+    return doc, "\n".join(code.splitlines()[end:]).strip("\n")
 
 
 def public_names(code: str) -> list[str]:
