@@ -17,6 +17,7 @@ Without the variable, nothing changes: nbval runs every chapter in a kernel.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 
 import pytest
@@ -40,14 +41,9 @@ def pytest_collect_file(file_path, parent):
         ])
 
 
-_CLASSES = None
-
-
+@functools.cache
 def _cached_classes():
     """Subclasses of nbval's collector and item, made on first use (nbval is imported lazily)."""
-    global _CLASSES
-    if _CLASSES is not None:
-        return _CLASSES
     import nbformat
     from nbval.plugin import IPyNbCell, IPyNbFile, coalesce_streams
 
@@ -103,5 +99,4 @@ def _cached_classes():
                 if not self.compare_outputs(outs, coalesce_streams(self.cell.outputs)):
                     self.raise_cell_error("Cell outputs differ", "\n".join(self.comparison_traceback))
 
-    _CLASSES = (CachedNbFile, CachedNbCell)
-    return _CLASSES
+    return CachedNbFile, CachedNbCell

@@ -192,9 +192,9 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module, state:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = directory / f".tmp-{name}-{os.getpid()}"
     tmp.mkdir()
-    model_config = getattr(unwrap_model(model), "config", None)
-    config = {"format": "mingpt-checkpoint-1", "step": step, "model": _config_dict(model_config),
-              "model_class": type(unwrap_model(model)).__name__, "trainer": _config_dict(trainer_config)}
+    plain = unwrap_model(model)
+    config = {"format": "mingpt-checkpoint-1", "step": step, "model": _config_dict(getattr(plain, "config", None)),
+              "model_class": type(plain).__name__, "trainer": _config_dict(trainer_config)}
     _write_file(tmp / WEIGHTS, weights_to_bytes(model))
     _write_file(tmp / CONFIG, json.dumps(config, indent=1, default=str).encode())
     _write_file(tmp / STATE, state_to_bytes(state))
@@ -219,10 +219,15 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     pointer = directory / POINTER
     if pointer.is_file():
         target = directory / pointer.read_text().strip()
-        if all((target / f).is_file() for f in (WEIGHTS, CONFIG, STATE)):
+        if not _missing_files(target):
             return target
-    complete = [p for p in sorted(directory.glob("step_*")) if all((p / f).is_file() for f in (WEIGHTS, CONFIG, STATE))]
+    complete = [p for p in sorted(directory.glob("step_*")) if not _missing_files(p)]
     return complete[-1] if complete else None
+
+
+def _missing_files(step_folder: Path) -> list[str]:
+    """The files a complete checkpoint has that `step_folder` lacks."""
+    return [f for f in (WEIGHTS, CONFIG, STATE) if not (step_folder / f).is_file()]
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -239,7 +244,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             raise FileNotFoundError(f"{path} holds no checkpoint: expected a folder with {WEIGHTS}, {CONFIG} and "
                                     f"{STATE}, or a folder of step_* folders; found {sorted(p.name for p in path.iterdir())}")
         path = found
-    missing = [f for f in (WEIGHTS, CONFIG, STATE) if not (path / f).is_file()]
+    missing = _missing_files(path)
     if missing:
         raise FileNotFoundError(f"{path} is not a complete checkpoint: {', '.join(missing)} missing")
     try:

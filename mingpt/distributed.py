@@ -66,20 +66,23 @@ def wrap_ddp(model: torch.nn.Module, info: DistInfo, device: str) -> torch.nn.Mo
     return DistributedDataParallel(model, device_ids=[info.local_rank] if device.startswith("cuda") else None)
 
 
+def _comm_device() -> str:
+    """Where a tensor must live to be sent between processes: on the GPU with NCCL, else on the CPU."""
+    return "cuda" if dist.get_backend() == "nccl" else "cpu"
+
+
 def all_reduce_sum(value: float, info: DistInfo) -> float:
     """The sum of `value` over all processes (the value itself in a single process)."""
     if info.world_size == 1:
         return value
-    backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor(float(value), dtype=torch.float64, device=backend_device)
+    t = torch.tensor(float(value), dtype=torch.float64, device=_comm_device())
     dist.all_reduce(t)
     return int(t.item()) if isinstance(value, int) else t.item()
 
 
 def broadcast_int(value: int) -> int:
     """Rank 0's `value`, on every rank."""
-    backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([value], dtype=torch.int64, device=backend_device)
+    t = torch.tensor([value], dtype=torch.int64, device=_comm_device())
     dist.broadcast(t, src=0)
     return int(t.item())
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
-from mingpt.utils import _check_sampling_args, next_token_distribution
+from mingpt.utils import _check_sampling_args, next_token
 
 
 class KVCache:
@@ -138,7 +138,6 @@ def _steps(model, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use
         if stop_ids is not None:
             stops = torch.tensor(stop_ids, device=device)
             finished = torch.zeros(B, dtype=torch.bool, device=device)
-            fill = torch.zeros(B, dtype=torch.long, device=device)  # the stop token a finished row repeats
         for t in range(T0, T0 + max_new_tokens):
             window = seq[:, max(0, t - block_size):t]  # what chapter 7 feeds: the last block_size tokens
             if cache is None:
@@ -150,16 +149,10 @@ def _steps(model, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use
                     logits = decode_step(model, seq[:, t - 1], cache)  # (B, V)
                 else:  # the prompt, or a window after a reset
                     logits = forward_cached(model, window[:, cache.length:], cache)  # (B, V): new tokens only
-            probs = next_token_distribution(logits, temperature, top_k, top_p)  # (B, V)
-            if do_sample:
-                nxt = torch.multinomial(probs, num_samples=1)[:, 0]  # (B,)
-            else:
-                nxt = torch.argmax(probs, dim=-1)  # (B,)
+            nxt = next_token(logits, temperature, do_sample, top_k, top_p)[:, 0]  # (B,): chapter 7's choice
             if stop_ids is not None:
-                nxt = torch.where(finished, fill, nxt)
-                hit = torch.isin(nxt, stops) & ~finished
-                fill = torch.where(hit, nxt, fill)
-                finished |= hit
+                nxt = torch.where(finished, seq[:, t - 1], nxt)  # a finished row repeats its stop token
+                finished |= torch.isin(nxt, stops)
             seq[:, t] = nxt
             yield seq, t
             if stop_ids is not None and bool(finished.all()):

@@ -35,7 +35,7 @@ def test_rows_and_table():
     assert all(r["value"] > 0 for r in rows)
     assert [r["ratio"] is not None for r in rows] == [False, False, True, False, True, False, True]
     table = format_table(rows).splitlines()
-    assert len(table) == 2 + len(rows) and len({len(line.rstrip()) for line in table[1:2]}) == 1
+    assert len(table) == 2 + len(rows) and len({len(line.rstrip()) for line in table[:2]}) == 1  # header and rule align
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -79,11 +80,10 @@ def pages() -> list[Path]:
 
 def colab_url(stem: str) -> str:
     """The launch link a chapter must have: _config.yml's repository url and branch."""
-    import yaml
+    sys.path.insert(0, str(ROOT / "tools"))
+    import notebooks  # the same link the chapters' Colab badges are made from
 
-    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
-    repo = cfg["repository"]["url"].rstrip("/").removeprefix("https://github.com/")
-    return f"https://colab.research.google.com/github/{repo}/blob/{cfg['repository']['branch']}/book/{stem}.ipynb"
+    return notebooks.colab_url(*notebooks.repository(), Path(f"{stem}.ipynb"))
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

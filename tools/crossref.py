@@ -19,6 +19,9 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebooks import dumps  # noqa: E402  (the one notebook format the tools write)
+
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 
@@ -82,7 +85,7 @@ def process(path: Path, known: dict[int, Path], titles: dict[int, str], notes: l
         if new != src:
             added += new.count("](") - src.count("](")
             cell["source"] = new.splitlines(keepends=True)
-    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", added
+    return dumps(nb), added
 
 
 def main(argv: list[str] | None = None) -> int:

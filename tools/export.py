@@ -142,7 +142,7 @@ def render(mod: Module) -> str:
     return head + all_ + body + "\n"
 
 
-def export(book: Path = ROOT / "book", out: Path = ROOT / "mingpt", root: Path = ROOT) -> dict[str, str]:
+def export(book: Path = ROOT / "book", root: Path = ROOT) -> dict[str, str]:
     """Rendered text of every module, keyed by file name (nothing is written)."""
     notebooks = sorted(book.glob("*.ipynb"))
     return {f"{m.name}.py": render(m) for m in collect(notebooks, root).values()}
