@@ -23,10 +23,11 @@ def _sync(device: str) -> None:
         torch.mps.synchronize()
 
 
-def _best_time(fn, device: str, repeats: int) -> float:
-    """Best wall time of `fn()` over `repeats` runs, after one warm-up run."""
-    fn()
-    _sync(device)
+def _best_time(fn, device: str, repeats: int, warmup: bool = True) -> float:
+    """Best wall time of `fn()` over `repeats` runs, after one warm-up run (unless `warmup=False`)."""
+    if warmup:
+        fn()
+        _sync(device)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
@@ -77,9 +78,11 @@ def training_speed(model: GPT, batch_size: int, steps: int, device: str, precisi
 
 
 def generation_speed(model: GPT, new_tokens: int, device: str, use_cache: bool, repeats: int = 1) -> float:
-    """Generated tokens per second, greedy, batch 1, from a one-token prompt."""
+    """Generated tokens per second, greedy, batch 1, from a one-token prompt: the best of `repeats` runs."""
     prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
-    return new_tokens / _best_time(lambda: model.generate(prompt, new_tokens, use_cache=use_cache), device, repeats)
+    model.generate(prompt, min(new_tokens, 20), use_cache=use_cache)  # warm-up: a short run is enough
+    return new_tokens / _best_time(lambda: model.generate(prompt, new_tokens, use_cache=use_cache), device, repeats,
+                                   warmup=False)
 
 
 def run(n_layer: int = 6, n_head: int = 6, n_embd: int = 192, block_size: int = 128, batch_size: int = 32,
@@ -118,7 +121,7 @@ def run(n_layer: int = 6, n_head: int = 6, n_embd: int = 192, block_size: int = 
         add("training compiled", "SDPA fp32, torch.compile (after its first step)", speed, "tokens/s",
             speed / speeds[True])
     model = make_model(n_layer, n_head, n_embd, gen_block_size, vocab_size, device).eval()
-    naive = generation_speed(model, gen_tokens, device, use_cache=False)
+    naive = generation_speed(model, gen_tokens, device, use_cache=False, repeats=2)
     cached = generation_speed(model, gen_tokens, device, use_cache=True, repeats=5)
     setting = f"{gen_tokens} new tokens, block {gen_block_size}, batch 1, greedy"
     add("generation", "naive: full forward per token, " + setting, naive, "tokens/s")

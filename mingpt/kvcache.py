@@ -4,6 +4,7 @@
 __all__ = ['KVCache', 'forward_cached', 'decode_step', 'generate', 'stream']
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ class KVCache:
         self.shape = (2, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
         self.kv = [torch.empty(self.shape, device=device, dtype=dtype) for _ in range(c.n_layer)]
         self.length = 0  # positions filled
-        self.weights_t: dict = {}  # decode_step's transposed Linear weights (on a CPU), made on first use
+        self.weights = None  # decode_step's view of the model's weights, made on first use
 
     def reset(self) -> None:
         """Forget the cached positions (the memory is kept and overwritten)."""
@@ -68,14 +69,39 @@ def forward_cached(model, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
     return model.lm_head(tr.ln_f(x[:, -1]))  # (B, vocab_size): the last position only
 
 
-def _linear(x: torch.Tensor, layer: torch.nn.Linear, cache: KVCache) -> torch.Tensor:
-    """`layer(x)` for rows x (B, in); on a CPU with the weight transposed to (in, out), made once per cache."""
-    if x.device.type != "cpu":
-        return F.linear(x, layer.weight, layer.bias)
-    w = cache.weights_t.get(layer)
-    if w is None:
-        w = cache.weights_t[layer] = layer.weight.t().contiguous()  # (in, out)
-    return x @ w if layer.bias is None else torch.addmm(layer.bias, x, w)  # (B, out)
+class _Layer(NamedTuple):
+    """One block's parameters as `decode_step` reads them; each Linear as (weight (in, out), bias or None)."""
+
+    ln_1: torch.nn.LayerNorm
+    c_attn: tuple
+    c_proj: tuple
+    ln_2: torch.nn.LayerNorm
+    c_fc: tuple
+    mlp_proj: tuple
+    gelu: str  # the GELU's approximation, "tanh" for GPT-2
+
+
+def _as_rows(layer: torch.nn.Linear) -> tuple:
+    """`layer`'s (weight (in, out), bias) for rows x (B, in): x @ w + b. A copy on a CPU, a view elsewhere."""
+    w = layer.weight.t()  # (in, out)
+    return (w.contiguous() if w.device.type == "cpu" else w), layer.bias
+
+
+def _decode_weights(model) -> tuple[list[_Layer], tuple]:
+    """What `decode_step` reads, gathered once per cache: every block's parameters and the output layer's."""
+    layers = [_Layer(b.ln_1, _as_rows(b.attn.c_attn), _as_rows(b.attn.c_proj), b.ln_2, _as_rows(b.mlp.c_fc),
+                     _as_rows(b.mlp.c_proj), b.mlp.gelu.approximate) for b in model.transformer.h]
+    return layers, _as_rows(model.lm_head)
+
+
+def _affine(x: torch.Tensor, weight_bias: tuple) -> torch.Tensor:
+    """A Linear layer on rows x (B, in), from `_as_rows`'s pair."""
+    w, b = weight_bias
+    return x @ w if b is None else torch.addmm(b, x, w)  # (B, out)
+
+
+def _norm(x: torch.Tensor, ln: torch.nn.LayerNorm) -> torch.Tensor:
+    return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
 
 
 def decode_step(model, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -84,19 +110,22 @@ def decode_step(model, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
     if pos >= cache.max_len:
         raise ValueError(f"the cache is full ({cache.max_len} positions, block_size); crop the sequence and "
                          "start again with cache.reset()")
-    c, tr = model.config, model.transformer
-    B, C, nh = tokens.size(0), c.n_embd, c.n_head
-    x = tr.wte(tokens) + tr.wpe.weight[pos]  # (B, C)
-    for block, kv in zip(tr.h, cache.kv):
-        qkv = _linear(block.ln_1(x), block.attn.c_attn, cache)  # (B, 3C)
+    if cache.weights is None:
+        cache.weights = _decode_weights(model)
+    layers, head = cache.weights
+    tr = model.transformer
+    B, C, nh = tokens.size(0), model.config.n_embd, model.config.n_head
+    x = tr.wte.weight.index_select(0, tokens) + tr.wpe.weight[pos]  # (B, C): what nn.Embedding does
+    for layer, kv in zip(layers, cache.kv):
+        qkv = _affine(_norm(x, layer.ln_1), layer.c_attn)  # (B, 3C)
         kv[:, :, :, pos] = qkv[:, C:].view(B, 2, nh, C // nh).transpose(0, 1)  # (2, B, nh, hs) into slot pos
         k, v = kv[:, :, :, :pos + 1].unbind(0)  # (B, nh, pos + 1, hs) each
         y = F.scaled_dot_product_attention(qkv[:, :C].view(B, nh, 1, C // nh), k, v)  # (B, nh, 1, hs)
-        x = x + _linear(y.reshape(B, C), block.attn.c_proj, cache)  # (B, C)
-        mlp = block.mlp
-        x = x + _linear(mlp.gelu(_linear(block.ln_2(x), mlp.c_fc, cache)), mlp.c_proj, cache)  # (B, C)
+        x = _affine(y.view(B, C), layer.c_proj).add_(x)  # (B, C): the residual added in place, no new tensor
+        h = F.gelu(_affine(_norm(x, layer.ln_2), layer.c_fc), approximate=layer.gelu)  # (B, 4C)
+        x = _affine(h, layer.mlp_proj).add_(x)  # (B, C)
     cache.length = pos + 1
-    return _linear(tr.ln_f(x), model.lm_head, cache)  # (B, vocab_size)
+    return _affine(_norm(x, tr.ln_f), head)  # (B, vocab_size)
 
 
 def _check_prompt(idx, vocab_size: int) -> None:

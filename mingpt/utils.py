@@ -73,10 +73,10 @@ def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_
 def next_token(logits: torch.Tensor, temperature: float = 1.0, do_sample: bool = False, top_k: int | None = None,
                top_p: float | None = None) -> torch.Tensor:
     """The next token (B, 1) after last-position logits (B, V): a draw if `do_sample`, else the most likely."""
+    if not do_sample:  # temperature, top-k and top-p all keep the largest logit the largest: skip them
+        return torch.argmax(logits, dim=-1, keepdim=True)  # (B, 1)
     probs = next_token_distribution(logits, temperature, top_k, top_p)  # (B, V)
-    if do_sample:
-        return torch.multinomial(probs, num_samples=1)  # (B, 1)
-    return torch.argmax(probs, dim=-1, keepdim=True)  # (B, 1)
+    return torch.multinomial(probs, num_samples=1)  # (B, 1)
 
 
 @torch.no_grad()
