@@ -26,6 +26,11 @@ class KVCache:
         self.shape = (2, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
         self.kv = [torch.empty(self.shape, device=device, dtype=dtype) for _ in range(c.n_layer)]
         self.length = 0  # positions filled
+        # decode_step's buffer for one token's queries, keys and values, and two views of it
+        C, nh, hs = c.n_embd, c.n_head, c.n_embd // c.n_head
+        self.qkv = torch.empty(batch_size, 3 * C, device=device, dtype=dtype)  # (B, 3C)
+        self.q = self.qkv[:, :C].view(batch_size, nh, 1, hs)  # (B, nh, 1, hs)
+        self.kv_new = self.qkv[:, C:].view(batch_size, 2, nh, hs).transpose(0, 1)  # (2, B, nh, hs)
         self.weights = None  # decode_step's view of the model's weights, made on first use
 
     def reset(self) -> None:
@@ -70,15 +75,23 @@ def forward_cached(model, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
 
 
 class _Layer(NamedTuple):
-    """One block's parameters as `decode_step` reads them; each Linear as (weight (in, out), bias or None)."""
+    """One block's parameters as `decode_step` reads them.
 
-    ln_1: torch.nn.LayerNorm
+    LayerNorms as `F.layer_norm`'s arguments (normalized_shape, weight, bias, eps); Linears as
+    (weight (in, out), bias or None).
+    """
+
+    ln_1: tuple
     c_attn: tuple
     c_proj: tuple
-    ln_2: torch.nn.LayerNorm
+    ln_2: tuple
     c_fc: tuple
     mlp_proj: tuple
     gelu: str  # the GELU's approximation, "tanh" for GPT-2
+
+
+def _norm_args(ln: torch.nn.LayerNorm) -> tuple:
+    return ln.normalized_shape, ln.weight, ln.bias, ln.eps
 
 
 def _as_rows(layer: torch.nn.Linear) -> tuple:
@@ -87,21 +100,17 @@ def _as_rows(layer: torch.nn.Linear) -> tuple:
     return (w.contiguous() if w.device.type == "cpu" else w), layer.bias
 
 
-def _decode_weights(model) -> tuple[list[_Layer], tuple]:
-    """What `decode_step` reads, gathered once per cache: every block's parameters and the output layer's."""
-    layers = [_Layer(b.ln_1, _as_rows(b.attn.c_attn), _as_rows(b.attn.c_proj), b.ln_2, _as_rows(b.mlp.c_fc),
-                     _as_rows(b.mlp.c_proj), b.mlp.gelu.approximate) for b in model.transformer.h]
-    return layers, _as_rows(model.lm_head)
+def _decode_weights(model) -> tuple[list[_Layer], tuple, tuple]:
+    """What `decode_step` reads, gathered once per cache: every block's parameters, then ln_f's and lm_head's."""
+    layers = [_Layer(_norm_args(b.ln_1), _as_rows(b.attn.c_attn), _as_rows(b.attn.c_proj), _norm_args(b.ln_2),
+                     _as_rows(b.mlp.c_fc), _as_rows(b.mlp.c_proj), b.mlp.gelu.approximate) for b in model.transformer.h]
+    return layers, _norm_args(model.transformer.ln_f), _as_rows(model.lm_head)
 
 
-def _affine(x: torch.Tensor, weight_bias: tuple) -> torch.Tensor:
-    """A Linear layer on rows x (B, in), from `_as_rows`'s pair."""
+def _affine(x: torch.Tensor, weight_bias: tuple, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A Linear layer on rows x (B, in), from `_as_rows`'s pair; into `out` if given."""
     w, b = weight_bias
-    return x @ w if b is None else torch.addmm(b, x, w)  # (B, out)
-
-
-def _norm(x: torch.Tensor, ln: torch.nn.LayerNorm) -> torch.Tensor:
-    return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+    return torch.mm(x, w, out=out) if b is None else torch.addmm(b, x, w, out=out)  # (B, out)
 
 
 def decode_step(model, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -112,20 +121,20 @@ def decode_step(model, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
                          "start again with cache.reset()")
     if cache.weights is None:
         cache.weights = _decode_weights(model)
-    layers, head = cache.weights
+    layers, ln_f, head = cache.weights
     tr = model.transformer
-    B, C, nh = tokens.size(0), model.config.n_embd, model.config.n_head
+    B, C = tokens.size(0), model.config.n_embd
     x = tr.wte.weight.index_select(0, tokens) + tr.wpe.weight[pos]  # (B, C): what nn.Embedding does
     for layer, kv in zip(layers, cache.kv):
-        qkv = _affine(_norm(x, layer.ln_1), layer.c_attn)  # (B, 3C)
-        kv[:, :, :, pos] = qkv[:, C:].view(B, 2, nh, C // nh).transpose(0, 1)  # (2, B, nh, hs) into slot pos
-        k, v = kv[:, :, :, :pos + 1].unbind(0)  # (B, nh, pos + 1, hs) each
-        y = F.scaled_dot_product_attention(qkv[:, :C].view(B, nh, 1, C // nh), k, v)  # (B, nh, 1, hs)
+        _affine(F.layer_norm(x, *layer.ln_1), layer.c_attn, out=cache.qkv)  # (B, 3C); cache.q, cache.kv_new view it
+        kv.select(3, pos).copy_(cache.kv_new)  # (2, B, nh, hs): this token's keys and values into slot pos
+        k, v = kv.narrow(3, 0, pos + 1).unbind(0)  # (B, nh, pos + 1, hs) each: every position so far
+        y = F.scaled_dot_product_attention(cache.q, k, v)  # (B, nh, 1, hs)
         x = _affine(y.view(B, C), layer.c_proj).add_(x)  # (B, C): the residual added in place, no new tensor
-        h = F.gelu(_affine(_norm(x, layer.ln_2), layer.c_fc), approximate=layer.gelu)  # (B, 4C)
+        h = F.gelu(_affine(F.layer_norm(x, *layer.ln_2), layer.c_fc), approximate=layer.gelu)  # (B, 4C)
         x = _affine(h, layer.mlp_proj).add_(x)  # (B, C)
     cache.length = pos + 1
-    return _affine(_norm(x, tr.ln_f), head)  # (B, vocab_size)
+    return _affine(F.layer_norm(x, *ln_f), head)  # (B, vocab_size)
 
 
 def _check_prompt(idx, vocab_size: int) -> None:
