@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from mingpt.utils import generate, next_token_distribution, set_seed
+from mingpt.utils import eval_mode, generate, next_token_distribution, set_seed
 
 
 def visible(token: str) -> str:
@@ -69,11 +69,8 @@ class _SamplingModel:
         if idx.dim() != 2 or idx.size(0) != 1:
             raise ValueError(f"idx must be one prompt of shape (1, T), got {tuple(idx.shape)}")
         self.model, self.idx, self.decode = model, idx, decode
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             logits, _ = model(idx[:, -model.get_block_size():].to(next(model.parameters()).device))  # (1, T, V)
-        model.train(was_training)
         self.last_logits = logits[:, -1, :].float().cpu()  # (1, V)
         self.base = torch.softmax(self.last_logits, dim=-1)[0]  # (V,)
         self.order = self.base.argsort(descending=True)[:top]  # the `top` likeliest tokens at T = 1
@@ -281,17 +278,15 @@ def attention_maps(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"idx must be one prompt of shape (1, T), got {tuple(idx.shape)}")
     if idx.size(1) > model.get_block_size():
         raise ValueError(f"the prompt has {idx.size(1)} tokens; the model sees at most {model.get_block_size()}")
-    was_training = model.training
-    model.eval()
     try:
         for layer in layers:
             layer.keep_attention = True
-        model(idx.to(next(model.parameters()).device))
+        with eval_mode(model):
+            model(idx.to(next(model.parameters()).device))
         return torch.stack([layer.attention[0].float().cpu() for layer in layers])  # (L, nh, T, T)
     finally:
         for layer in layers:
             layer.keep_attention, layer.attention = False, None
-        model.train(was_training)
 
 
 def _heatmap(ax, weights: torch.Tensor, labels: list[str] | None, title: str, query: int | None = None) -> None:

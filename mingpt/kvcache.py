@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from mingpt.utils import _check_sampling_args, next_token
+from mingpt.utils import _check_sampling_args, eval_mode, next_token
 
 
 class KVCache:
@@ -165,9 +165,7 @@ def _stop_ids(stop_tokens, vocab_size: int) -> list[int] | None:
 @torch.no_grad()
 def _steps(model, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use_cache, stop_ids):
     """Yield (seq, t) after each new token: seq (B, T0 + max_new_tokens) is filled up to column t."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         device, block_size = model.lm_head.weight.device, model.config.block_size
         B, T0 = idx.shape
         seq = torch.empty(B, T0 + max_new_tokens, dtype=torch.long, device=device)  # allocated once
@@ -195,8 +193,6 @@ def _steps(model, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use
             yield seq, t
             if stop_ids is not None and bool(finished.all()):
                 return
-    finally:
-        model.train(was_training)
 
 
 def _prepare(model, idx, max_new_tokens, temperature, top_k, top_p, stop_tokens):

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 
-from mingpt.utils import get_device
+from mingpt.utils import eval_mode, get_device
 
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # see resolve_precision
@@ -259,16 +259,14 @@ class Trainer:
         n = len(dataset) if max_batches is None else min(len(dataset), max_batches * self.config.batch_size)
         if n < len(dataset):  # the same examples every time, spread over the whole set, not just its start
             dataset = Subset(dataset, torch.linspace(0, len(dataset) - 1, n, dtype=torch.float64).long().tolist())
-        was_training = self.model.training
-        self.model.eval()
         loader = DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False,
                             num_workers=self.config.num_workers)
         losses = []
-        for x, y in loader:
-            with _autocast(self.device_type, self.precision):
-                _, loss = self.model(x.to(self.device), y.to(self.device))
-            losses.append(loss.item())
-        self.model.train(was_training)
+        with eval_mode(self.model):
+            for x, y in loader:
+                with _autocast(self.device_type, self.precision):
+                    _, loss = self.model(x.to(self.device), y.to(self.device))
+                losses.append(loss.item())
         return sum(losses) / len(losses)
 
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, weight: float, sync: bool) -> torch.Tensor:

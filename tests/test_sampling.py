@@ -53,3 +53,19 @@ def test_top_k_and_top_p():
 def test_bad_sampling_arguments(model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         model.generate(torch.zeros(1, 1, dtype=torch.long), 3, **kwargs)
+
+
+@pytest.mark.parametrize("use_cache", [None, False, True])  # None: chapter 7's mingpt.utils.generate
+def test_an_interrupted_generation_leaves_the_model_in_training_mode(model, use_cache):
+    model.train()
+
+    def interrupt(*args):
+        raise KeyboardInterrupt  # as a Ctrl-C in the middle of generating
+
+    model.transformer.wte.forward = interrupt  # the first thing every path runs
+    with pytest.raises(KeyboardInterrupt):
+        if use_cache is None:
+            generate(model, torch.zeros(1, 2, dtype=torch.long), 5)
+        else:
+            model.generate(torch.zeros(1, 2, dtype=torch.long), 5, use_cache=use_cache)
+    assert model.training

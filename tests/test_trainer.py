@@ -210,3 +210,16 @@ def test_a_working_compiled_model_with_gradient_accumulation(monkeypatch):
         warnings.simplefilter("error")  # no fallback warning: the compiled path itself must work
         t.train()
     assert isinstance(t._net, Wrapper) and t.iter_num == 4
+
+
+def test_an_interrupted_evaluation_leaves_the_model_in_training_mode():
+    trainer = make()
+    trainer.model.train()
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    trainer.model.transformer.wte.forward = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        trainer.evaluate()
+    assert trainer.model.training
