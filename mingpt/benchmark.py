@@ -81,6 +81,7 @@ def generation_speed(model: GPT, new_tokens: int, device: str, use_cache: bool, 
     """Generated tokens per second, greedy, batch 1, from a one-token prompt: the best of `repeats` runs."""
     prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
     model.generate(prompt, min(new_tokens, 20), use_cache=use_cache)  # warm-up: a short run is enough
+    _sync(device)
     return new_tokens / _best_time(lambda: model.generate(prompt, new_tokens, use_cache=use_cache), device, repeats,
                                    warmup=False)
 
@@ -121,8 +122,8 @@ def run(n_layer: int = 6, n_head: int = 6, n_embd: int = 192, block_size: int = 
         add("training compiled", "SDPA fp32, torch.compile (after its first step)", speed, "tokens/s",
             speed / speeds[True])
     model = make_model(n_layer, n_head, n_embd, gen_block_size, vocab_size, device).eval()
-    naive = generation_speed(model, gen_tokens, device, use_cache=False, repeats=2)
-    cached = generation_speed(model, gen_tokens, device, use_cache=True, repeats=5)
+    naive = generation_speed(model, gen_tokens, device, use_cache=False, repeats=3)
+    cached = generation_speed(model, gen_tokens, device, use_cache=True, repeats=3)  # the same chances as naive
     setting = f"{gen_tokens} new tokens, block {gen_block_size}, batch 1, greedy"
     add("generation", "naive: full forward per token, " + setting, naive, "tokens/s")
     add("generation", "KV cache (same setting)", cached, "tokens/s", cached / naive)

@@ -17,6 +17,8 @@ class KVCache:
 
     `kv[i]` is layer i's tensor of shape (2, B, n_head, block_size, head_size): keys, then values.
     The first `length` positions are filled; `forward_cached` writes the next ones in place.
+    A cache serves one model: `decode_step` gathers that model's weights on first use (copies
+    of them on a CPU), so make a new cache for another model or after the weights change.
     """
 
     def __init__(self, config, batch_size: int, device: torch.device | str | None = None,
@@ -31,7 +33,7 @@ class KVCache:
         self.qkv = torch.empty(batch_size, 3 * C, device=device, dtype=dtype)  # (B, 3C)
         self.q = self.qkv[:, :C].view(batch_size, nh, 1, hs)  # (B, nh, 1, hs)
         self.kv_new = self.qkv[:, C:].view(batch_size, 2, nh, hs).transpose(0, 1)  # (2, B, nh, hs)
-        self.weights = None  # decode_step's view of the model's weights, made on first use
+        self.weights = None  # the model and its weights as decode_step reads them, gathered on first use
 
     def reset(self) -> None:
         """Forget the cached positions (the memory is kept and overwritten)."""
@@ -113,15 +115,19 @@ def _affine(x: torch.Tensor, weight_bias: tuple, out: torch.Tensor | None = None
     return torch.mm(x, w, out=out) if b is None else torch.addmm(b, x, w, out=out)  # (B, out)
 
 
+@torch.no_grad()
 def decode_step(model, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
     """`forward_cached(model, tokens[:, None], cache)` for one new token per row, tokens (B,), with less overhead."""
     pos = cache.length
     if pos >= cache.max_len:
         raise ValueError(f"the cache is full ({cache.max_len} positions, block_size); crop the sequence and "
                          "start again with cache.reset()")
-    if cache.weights is None:
-        cache.weights = _decode_weights(model)
-    layers, ln_f, head = cache.weights
+    if tokens.shape != cache.qkv.shape[:1]:
+        raise ValueError(f"the cache was made for a batch of {cache.qkv.size(0)}; decode_step needs tokens of shape "
+                         f"({cache.qkv.size(0)},), got {tuple(tokens.shape)}")
+    if cache.weights is None or cache.weights[0] is not model:
+        cache.weights = (model, *_decode_weights(model))
+    _, layers, ln_f, head = cache.weights
     tr = model.transformer
     B, C = tokens.size(0), model.config.n_embd
     x = tr.wte.weight.index_select(0, tokens) + tr.wpe.weight[pos]  # (B, C): what nn.Embedding does
@@ -130,9 +136,9 @@ def decode_step(model, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
         kv.select(3, pos).copy_(cache.kv_new)  # (2, B, nh, hs): this token's keys and values into slot pos
         k, v = kv.narrow(3, 0, pos + 1).unbind(0)  # (B, nh, pos + 1, hs) each: every position so far
         y = F.scaled_dot_product_attention(cache.q, k, v)  # (B, nh, 1, hs)
-        x = _affine(y.view(B, C), layer.c_proj).add_(x)  # (B, C): the residual added in place, no new tensor
+        x.add_(_affine(y.view(B, C), layer.c_proj))  # (B, C): the residual stream updated in place
         h = F.gelu(_affine(F.layer_norm(x, *layer.ln_2), layer.c_fc), approximate=layer.gelu)  # (B, 4C)
-        x = _affine(h, layer.mlp_proj).add_(x)  # (B, C)
+        x.add_(_affine(h, layer.mlp_proj))  # (B, C)
     cache.length = pos + 1
     return _affine(F.layer_norm(x, *ln_f), head)  # (B, vocab_size)
 

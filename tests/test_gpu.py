@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mingpt.data import CharDataset
-from mingpt.kvcache import KVCache, forward_cached
+from mingpt.kvcache import KVCache, decode_step, forward_cached
 from mingpt.model import GPT, GPTConfig
 from mingpt.trainer import Trainer, TrainerConfig
 from mingpt.utils import generate as naive_generate
@@ -37,16 +37,19 @@ def test_cached_greedy_equals_naive_on_cuda_float64():
     assert cached.device.type == "cuda" and torch.equal(cached, naive)
 
 
-def test_forward_cached_matches_forward_on_cuda_float32():
-    model = tiny_gpt().eval()
-    idx = torch.randint(0, 11, (2, 12), device="cuda")
-    cache = KVCache(model.config, 2, "cuda")
+@pytest.mark.parametrize("bias", [True, False])
+def test_cached_steps_match_forward_on_cuda_float32(bias):
+    set_seed(0)
+    model = GPT(GPTConfig(11, 16, n_layer=2, n_head=2, n_embd=32, bias=bias)).to("cuda").eval()
+    idx = torch.randint(0, 11, (3, 12), device="cuda")
+    by_forward, by_decode = KVCache(model.config, 3, "cuda"), KVCache(model.config, 3, "cuda")
     with torch.no_grad():
         full = model(idx)[0]  # (B, T, V)
-        forward_cached(model, idx[:, :8], cache)
-        step = [forward_cached(model, idx[:, t:t + 1], cache) for t in range(8, 12)]
-    err = max((full[:, t] - s).abs().max().item() for t, s in zip(range(8, 12), step))
-    assert err < 1e-4, err
+        forward_cached(model, idx[:, :8], by_forward), forward_cached(model, idx[:, :8], by_decode)
+        for t in range(8, 12):  # forward_cached one token at a time, and decode_step (the fast path), vs forward
+            for logits in (forward_cached(model, idx[:, t:t + 1], by_forward), decode_step(model, idx[:, t], by_decode)):
+                err = (full[:, t] - logits).abs().max().item()
+                assert err < 1e-4, (t, err)
 
 
 def train(precision, steps=30, compile=False, **extra):

@@ -63,6 +63,22 @@ def test_decode_step_matches_forward_cached(bias):
                                        rtol=0, atol=1e-12)
 
 
+def test_decode_step_follows_the_model_it_is_given_and_checks_the_batch():
+    first, second = tiny64(), tiny64()
+    with torch.no_grad():
+        for p in second.parameters():
+            p.mul_(1.5)  # another model with the same shapes
+    tokens = torch.randint(0, 11, (2, 4))
+    cache, reference = KVCache(first.config, 2, dtype=torch.float64), KVCache(first.config, 2, dtype=torch.float64)
+    forward_cached(first, tokens[:, :2], cache), forward_cached(first, tokens[:, :2], reference)
+    decode_step(first, tokens[:, 2], cache)  # gathers the first model's weights (gradients on: no error)
+    forward_cached(first, tokens[:, 2:3], reference)
+    torch.testing.assert_close(decode_step(second, tokens[:, 3], cache),  # not the first model's weights
+                               forward_cached(second, tokens[:, 3:4], reference), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="made for a batch of 2"):
+        decode_step(first, tokens[:1, 0], cache)
+
+
 @pytest.mark.parametrize("kwargs", [dict(top_k=3), dict(top_p=0.9, temperature=0.8), dict()])
 def test_sampling_same_seed_same_tokens(kwargs):
     model = tiny64()

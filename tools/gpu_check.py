@@ -1,8 +1,8 @@
 """Check the book on a CUDA machine in one go: `python tools/gpu_check.py [--budget SECONDS] [--out DIR]`.
 
 CI has no GPU, so the CUDA branches run only here: tests/test_gpu.py, the benchmark
-(`python -m mingpt.benchmark --compile`), then the chapters top to bottom (most GPU-specific
-first) until the time budget is spent. Prints one summary table at the end; logs go to --out.
+(`python -m mingpt.benchmark --compile`), then the chapters, each top to bottom in a fresh
+kernel, the most GPU-specific chapters first, until the time budget is spent. Prints one summary table at the end; logs go to --out.
 Needs what tools/test.sh needs (nbclient, ipykernel, pytest) in the current Python.
 """
 import argparse

@@ -26,6 +26,7 @@ import copy
 import json
 import re
 import sys
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +75,8 @@ def clean(nb: dict) -> dict:
         for key in ("outputs", "execution_count"):
             if cell["cell_type"] != "code":
                 cell.pop(key, None)
+        if nb.get("nbformat_minor", 0) >= 5 and "id" not in cell:  # nbformat 4.5 wants one; kept once given
+            cell["id"] = uuid.uuid4().hex[:8]
     return nb
 
 
