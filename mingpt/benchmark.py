@@ -73,8 +73,7 @@ def training_speed(model: GPT, batch_size: int, steps: int, device: str, precisi
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()  # a first step allocates the optimizer's state (and compiles)
-    return batch_size * T / _best_time(step, device, steps)
+    return batch_size * T / _best_time(step, device, steps)  # its warm-up step allocates AdamW's state (and compiles)
 
 
 def generation_speed(model: GPT, new_tokens: int, device: str, use_cache: bool, repeats: int = 1) -> float:

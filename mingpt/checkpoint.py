@@ -195,7 +195,7 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module, state:
     plain = unwrap_model(model)
     config = {"format": "mingpt-checkpoint-1", "step": step, "model": _config_dict(getattr(plain, "config", None)),
               "model_class": type(plain).__name__, "trainer": _config_dict(trainer_config)}
-    _write_file(tmp / WEIGHTS, weights_to_bytes(model))
+    _write_file(tmp / WEIGHTS, weights_to_bytes(plain))
     _write_file(tmp / CONFIG, json.dumps(config, indent=1, default=str).encode())
     _write_file(tmp / STATE, state_to_bytes(state))
     _fsync_dir(tmp)

@@ -278,6 +278,7 @@ def attention_maps(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"idx must be one prompt of shape (1, T), got {tuple(idx.shape)}")
     if idx.size(1) > model.get_block_size():
         raise ValueError(f"the prompt has {idx.size(1)} tokens; the model sees at most {model.get_block_size()}")
+    before = [(layer.keep_attention, layer.attention) for layer in layers]
     try:
         for layer in layers:
             layer.keep_attention = True
@@ -285,8 +286,8 @@ def attention_maps(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
             model(idx.to(next(model.parameters()).device))
         return torch.stack([layer.attention[0].float().cpu() for layer in layers])  # (L, nh, T, T)
     finally:
-        for layer in layers:
-            layer.keep_attention, layer.attention = False, None
+        for layer, (keep, attention) in zip(layers, before):
+            layer.keep_attention, layer.attention = keep, attention
 
 
 def _heatmap(ax, weights: torch.Tensor, labels: list[str] | None, title: str, query: int | None = None) -> None:

@@ -181,16 +181,16 @@ def _steps(model, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use
             stops = torch.tensor(stop_ids, device=device)
             finished = torch.zeros(B, dtype=torch.bool, device=device)
         for t in range(T0, T0 + max_new_tokens):
-            window = seq[:, max(0, t - block_size):t]  # what chapter 7 feeds: the last block_size tokens
-            if cache is None:
-                logits = model(window)[0][:, -1]  # (B, V): the whole window, every step
+            if cache is not None and t > block_size:
+                cache.reset()  # the window moved: every position changed, compute them all again
+            if cache is not None and cache.length:  # the tokens up to t - 2 are cached: the cheap step
+                logits = decode_step(model, seq[:, t - 1], cache)  # (B, V)
             else:
-                if t > block_size:
-                    cache.reset()  # the window moved: every position changed, compute them all again
-                if cache.length == t - 1 > 0:  # one new token after cached ones: the cheap step
-                    logits = decode_step(model, seq[:, t - 1], cache)  # (B, V)
+                window = seq[:, max(0, t - block_size):t]  # what chapter 7 feeds: the last block_size tokens
+                if cache is None:
+                    logits = model(window)[0][:, -1]  # (B, V): the whole window, every step
                 else:  # the prompt, or a window after a reset
-                    logits = forward_cached(model, window[:, cache.length:], cache)  # (B, V): new tokens only
+                    logits = forward_cached(model, window, cache)  # (B, V), filling the cache
             nxt = next_token(logits, temperature, do_sample, top_k, top_p)[:, 0]  # (B,): chapter 7's choice
             if stop_ids is not None:
                 nxt = torch.where(finished, seq[:, t - 1], nxt)  # a finished row repeats its stop token

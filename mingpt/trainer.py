@@ -310,7 +310,6 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             weight = count * self.dist.world_size / max(total, 1)  # DDP divides the summed gradients by world_size
             loss = loss + self._forward_backward(x, y, weight, sync=i == len(micro_batches) - 1)
-        loss = float(loss)  # one device-to-host sync per step, not one per micro-batch
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the fp16-scaled ones
         torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_norm_clip)
         self.tokens += total  # tokens that count towards the loss
@@ -319,7 +318,8 @@ class Trainer:
             group["lr"] = self.lr
         self.scaler.step(self.optimizer)  # skips the step if fp16 gradients overflowed
         self.scaler.update()
-        return all_reduce_sum(loss, self.dist) / self.dist.world_size
+        # float(): one device-to-host sync per step, after the step's kernels are queued
+        return all_reduce_sum(float(loss), self.dist) / self.dist.world_size
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """The model's weights, written to a temporary file and renamed, so a crash never leaves half a file."""
@@ -415,7 +415,7 @@ class Trainer:
         bar.close()
         if self.interrupted:
             self._save_on_interrupt()
-        if not self.interrupted:
+        else:
             evaluated_last = self.history["eval_iter"][-1:] == [self.iter_num]
             if self.test_dataset is not None and not evaluated_last:
                 self._eval_and_checkpoint()

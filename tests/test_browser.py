@@ -30,6 +30,9 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import notebooks  # noqa: E402  (tools/notebooks.py: the same Colab link the chapters' badges are made from)
+
 SITE = Path(os.environ.get("MINGPT_SITE", ROOT / "_build" / "html"))
 VENDOR = Path(os.environ.get("MINGPT_VENDOR", ROOT / "_build" / "vendor"))
 SHOTS = Path(os.environ.get("MINGPT_SCREENSHOTS", ROOT / "_build" / "screenshots"))
@@ -80,9 +83,6 @@ def pages() -> list[Path]:
 
 def colab_url(stem: str) -> str:
     """The launch link a chapter must have: _config.yml's repository url and branch."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import notebooks  # the same link the chapters' Colab badges are made from
-
     return notebooks.colab_url(*notebooks.repository(), Path(f"{stem}.ipynb"))
 
 

@@ -22,10 +22,10 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 TEXT = "to be, or not to be, that is the question: whether 'tis nobler in the mind to suffer. " * 8
 
 
-def tiny_gpt(vocab_size=11, block_size=16, dtype=torch.float32, dropout=0.0):
+def tiny_gpt(vocab_size=11, block_size=16, dtype=torch.float32, dropout=0.0, bias=True):
     set_seed(0)
     config = GPTConfig(vocab_size, block_size, n_layer=2, n_head=2, n_embd=32, embd_pdrop=dropout,
-                       resid_pdrop=dropout, attn_pdrop=dropout)
+                       resid_pdrop=dropout, attn_pdrop=dropout, bias=bias)
     return GPT(config).to("cuda", dtype)
 
 
@@ -39,8 +39,7 @@ def test_cached_greedy_equals_naive_on_cuda_float64():
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_cached_steps_match_forward_on_cuda_float32(bias):
-    set_seed(0)
-    model = GPT(GPTConfig(11, 16, n_layer=2, n_head=2, n_embd=32, bias=bias)).to("cuda").eval()
+    model = tiny_gpt(bias=bias).eval()
     idx = torch.randint(0, 11, (3, 12), device="cuda")
     by_forward, by_decode = KVCache(model.config, 3, "cuda"), KVCache(model.config, 3, "cuda")
     with torch.no_grad():

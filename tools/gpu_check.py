@@ -32,13 +32,10 @@ def run_step(name: str, cmd: list[str], timeout: float, log: Path) -> tuple[str,
 
 
 def execute_chapter(path: str, timeout: float) -> None:
-    """Run one chapter in a fresh kernel, in book/, as a reader would (cells tagged raises-exception may raise)."""
-    import nbformat
-    from nbclient import NotebookClient
+    """Run one chapter in a fresh kernel, in book/, as a reader would, and print what it printed."""
+    from notebooks import execute  # tools/notebooks.py, beside this script
 
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=int(timeout), kernel_name="python3",
-                   resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+    nb = execute(Path(path), int(timeout))
     for cell in nb.cells:  # the chapter's own prints: what it measured on this machine
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":

@@ -84,15 +84,22 @@ def dumps(nb: dict) -> str:
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def record(path: Path, timeout: int = 900) -> dict:
-    """Run the chapter in its folder and keep the outputs of its checked cells."""
+def execute(path: Path, timeout: int = 900):
+    """Run the chapter top to bottom in a fresh kernel, in its folder; the executed notebook (nbformat)."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    return clean(json.loads(nbformat.writes(nb)))
+                   resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+    return nb
+
+
+def record(path: Path, timeout: int = 900) -> dict:
+    """Run the chapter in its folder and keep the outputs of its checked cells."""
+    import nbformat
+
+    return clean(json.loads(nbformat.writes(execute(path, timeout))))
 
 
 # --- Colab ---------------------------------------------------------------------------------
