@@ -11,28 +11,21 @@ import time
 import torch
 
 from mingpt.model import GPT, GPTConfig
-from mingpt.utils import get_device, set_seed
+from mingpt.utils import get_device, set_seed, synchronize
 
 _DESCRIPTION = "Measure mingpt's speed-ups in one run and print one table."
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    elif device == "mps":
-        torch.mps.synchronize()
 
 
 def _best_time(fn, device: str, repeats: int, warmup: bool = True) -> float:
     """Best wall time of `fn()` over `repeats` runs, after one warm-up run (unless `warmup=False`)."""
     if warmup:
         fn()
-        _sync(device)
+        synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - t)
     return best
 
@@ -80,7 +73,7 @@ def generation_speed(model: GPT, new_tokens: int, device: str, use_cache: bool, 
     """Generated tokens per second, greedy, batch 1, from a one-token prompt: the best of `repeats` runs."""
     prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
     model.generate(prompt, min(new_tokens, 20), use_cache=use_cache)  # warm-up: a short run is enough
-    _sync(device)
+    synchronize(device)
     return new_tokens / _best_time(lambda: model.generate(prompt, new_tokens, use_cache=use_cache), device, repeats,
                                    warmup=False)
 

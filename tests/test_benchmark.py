@@ -47,3 +47,16 @@ def test_bad_flags(argv, message, capsys):
     with pytest.raises(SystemExit):
         main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_synchronize_waits_for_the_named_device_only(monkeypatch):
+    import torch
+
+    from mingpt.utils import synchronize
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: calls.append("cuda"))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append("mps"))
+    for device in ("cpu", "cuda", "mps", "cpu"):
+        synchronize(device)
+    assert calls == ["cuda", "mps"]
