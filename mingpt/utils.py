@@ -123,9 +123,13 @@ def sample(model: torch.nn.Module, x: torch.Tensor, steps: int, temperature: flo
     return generate(model, x, steps, temperature=temperature, do_sample=sample, top_k=top_k)
 
 
-def synchronize(device: str) -> None:
-    """Wait until `device` has done all its queued work (CUDA and MPS run asynchronously), so a clock can time it."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-    elif device == "mps":
+def synchronize(device: str | torch.device) -> None:
+    """Wait until `device` ("cuda", "cuda:1", "mps", "cpu" or a torch.device) has done all its queued work.
+
+    CUDA and MPS run asynchronously, so a clock read without this measures the queueing, not the work.
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":
         torch.mps.synchronize()

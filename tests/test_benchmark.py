@@ -55,8 +55,8 @@ def test_synchronize_waits_for_the_named_device_only(monkeypatch):
     from mingpt.utils import synchronize
 
     calls = []
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda: calls.append("cuda"))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(str(device)))
     monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append("mps"))
-    for device in ("cpu", "cuda", "mps", "cpu"):
+    for device in ("cpu", "cuda", "mps", torch.device("cpu"), "cuda:1", torch.device("mps")):
         synchronize(device)
-    assert calls == ["cuda", "mps"]
+    assert calls == ["cuda", "mps", "cuda:1", "mps"]
