@@ -17,8 +17,9 @@ class KVCache:
 
     `kv[i]` is layer i's tensor of shape (2, B, n_head, block_size, head_size): keys, then values.
     The first `length` positions are filled; `forward_cached` writes the next ones in place.
-    A cache serves one model: `decode_step` gathers that model's weights on first use (copies
-    of them on a CPU), so make a new cache for another model or after the weights change.
+    `decode_step` gathers the weights of the model it is given on first use, and again when given
+    another model; on a CPU it reads copies of them, so after changing a model's weights in place
+    make a new cache.
     """
 
     def __init__(self, config, batch_size: int, device: torch.device | str | None = None,
@@ -181,15 +182,14 @@ def _steps(model, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use
             stops = torch.tensor(stop_ids, device=device)
             finished = torch.zeros(B, dtype=torch.bool, device=device)
         for t in range(T0, T0 + max_new_tokens):
-            if cache is not None and t > block_size:
-                cache.reset()  # the window moved: every position changed, compute them all again
-            if cache is not None and cache.length:  # the tokens up to t - 2 are cached: the cheap step
+            if cache is not None and cache.length and t <= block_size:  # tokens up to t - 2 cached: the cheap step
                 logits = decode_step(model, seq[:, t - 1], cache)  # (B, V)
             else:
                 window = seq[:, max(0, t - block_size):t]  # what chapter 7 feeds: the last block_size tokens
                 if cache is None:
                     logits = model(window)[0][:, -1]  # (B, V): the whole window, every step
-                else:  # the prompt, or a window after a reset
+                else:  # the prompt, or a window that moved past block_size: every position changed
+                    cache.reset()
                     logits = forward_cached(model, window, cache)  # (B, V), filling the cache
             nxt = next_token(logits, temperature, do_sample, top_k, top_p)[:, 0]  # (B,): chapter 7's choice
             if stop_ids is not None:

@@ -10,6 +10,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # lets cuBLAS run d
 import pytest
 import torch
 
+from conftest import tiny_gpt
 from mingpt.data import CharDataset
 from mingpt.kvcache import KVCache, decode_step, forward_cached
 from mingpt.model import GPT, GPTConfig
@@ -22,15 +23,13 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 TEXT = "to be, or not to be, that is the question: whether 'tis nobler in the mind to suffer. " * 8
 
 
-def tiny_gpt(vocab_size=11, block_size=16, dtype=torch.float32, dropout=0.0, bias=True):
-    set_seed(0)
-    config = GPTConfig(vocab_size, block_size, n_layer=2, n_head=2, n_embd=32, embd_pdrop=dropout,
-                       resid_pdrop=dropout, attn_pdrop=dropout, bias=bias)
-    return GPT(config).to("cuda", dtype)
+def cuda_gpt(dtype=torch.float32, bias=True):
+    """conftest's tiny GPT, wider and with a longer block, on the GPU in eval mode."""
+    return tiny_gpt(block_size=16, n_embd=32, bias=bias).to("cuda", dtype)
 
 
 def test_cached_greedy_equals_naive_on_cuda_float64():
-    model = tiny_gpt(dtype=torch.float64).eval()
+    model = cuda_gpt(dtype=torch.float64)
     prompt = torch.randint(0, 11, (2, 3), device="cuda")
     cached = model.generate(prompt, 40, use_cache=True)  # crosses block_size 16
     naive = naive_generate(model, prompt, 40)
@@ -39,7 +38,7 @@ def test_cached_greedy_equals_naive_on_cuda_float64():
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_cached_steps_match_forward_on_cuda_float32(bias):
-    model = tiny_gpt(bias=bias).eval()
+    model = cuda_gpt(bias=bias)
     idx = torch.randint(0, 11, (3, 12), device="cuda")
     by_forward, by_decode = KVCache(model.config, 3, "cuda"), KVCache(model.config, 3, "cuda")
     with torch.no_grad():

@@ -6,16 +6,15 @@ kernel, the most GPU-specific chapters first, until the time budget is spent. Pr
 Needs what tools/test.sh needs (nbclient, ipykernel, pytest) in the current Python.
 """
 import argparse
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Chapters with GPU-only settings or code paths first; the rest after, as time allows.
-ORDER = ["12_fast", "13_training", "07_sampling", "06_trainer", "11_gpt2_weights", "05_gpt", "10_bpe",
-         "08_addition", "02_embeddings", "03_attention", "04_block", "01_data", "09_shakespeare"]
+# Chapters with GPU-only settings or code paths first; every other chapter after, in book order, as time allows.
+FIRST = ["12_fast", "13_training", "07_sampling", "06_trainer", "11_gpt2_weights", "05_gpt", "10_bpe",
+         "08_addition"]
 
 
 def run_step(name: str, cmd: list[str], timeout: float, log: Path) -> tuple[str, float]:
@@ -24,11 +23,13 @@ def run_step(name: str, cmd: list[str], timeout: float, log: Path) -> tuple[str,
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
         status, text = ("ok" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"), proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
-        status, text = f"TIMEOUT after {timeout:.0f} s", (e.stdout or b"").decode(errors="replace")
+        text = (e.stdout or b"").decode(errors="replace") + (e.stderr or b"").decode(errors="replace")
+        status = f"TIMEOUT after {timeout:.0f} s"
+    seconds = time.time() - start
     log.write_text(text)
-    print(f"--- {name}: {status} in {time.time() - start:.1f} s (log {log.name})", flush=True)
+    print(f"--- {name}: {status} in {seconds:.1f} s (log {log.name})", flush=True)
     print(text[-3000:], flush=True)
-    return status, time.time() - start
+    return status, seconds
 
 
 def execute_chapter(path: str, timeout: float) -> None:
@@ -59,7 +60,10 @@ def main() -> int:
     py = sys.executable
     steps = [("tests/test_gpu.py", [py, "-m", "pytest", "tests/test_gpu.py", "-v", "-p", "no:cacheprovider"], 240),
              ("benchmark --compile", [py, "-m", "mingpt.benchmark", "--compile"], 240)]
-    steps += [(f"book/{c}.ipynb", [py, __file__, "--chapter", f"book/{c}.ipynb"], 300) for c in ORDER]
+    from notebooks import chapters  # tools/notebooks.py, beside this script
+
+    rest = [p.stem for p in chapters(sorted((ROOT / "book").glob("*.ipynb"))) if p.stem not in FIRST]
+    steps += [(f"book/{c}.ipynb", [py, __file__, "--chapter", f"book/{c}.ipynb"], 300) for c in FIRST + rest]
     for name, cmd, limit in steps:
         left = deadline - time.time()
         if left < 20:
