@@ -1,3 +1,21 @@
-"""minGPT, the book's package: a GPT built chapter by chapter (see book/)."""
+"""minGPT, the book's package: a GPT built chapter by chapter (see book/).
+
+    from mingpt import GPT, GPTConfig, Trainer, TrainerConfig
+
+gives every feature the book builds: the GPT of chapter 5 with the methods later chapters add
+to it (`from_pretrained`/`save_pretrained` in chapter 11, `generate`/`stream` with the KV cache
+in chapter 12), and the Trainer of chapter 14 (`mingpt.scale`), which extends chapter 13's
+(`mingpt.fast`: mixed precision, compile), which extends chapter 6's (`mingpt.trainer`).
+
+This file is the one module written by hand (the others are exported from the chapters). It
+imports the chapters that add methods to `GPT`, so that `from mingpt.model import GPT` always
+gives the whole class; chapter modules themselves import only earlier chapters' modules.
+"""
 
 __version__ = "0.1.0"
+
+from mingpt import hf, kvcache  # noqa: E402,F401  they add methods to GPT (mingpt.utils.add_to_class)
+from mingpt.model import GPT, GPTConfig  # noqa: E402
+from mingpt.scale import Trainer, TrainerConfig  # noqa: E402
+
+__all__ = ["GPT", "GPTConfig", "Trainer", "TrainerConfig", "__version__"]

@@ -233,31 +233,37 @@ class LiveLossPlot:
         self._last = time.perf_counter()
         self.draw_seconds += self._last - t0
 
-    def _draw(self, h: dict, final: bool):
-        from matplotlib.figure import Figure  # not pyplot: a notebook must not show it again at the cell's end
-
-        fig = Figure(figsize=(7, 3.2))
-        ax = fig.subplots()
-        ax.plot(h["iter"], h["train_loss"], color="tab:blue", alpha=0.25, lw=0.8, label="train (each step)")
-        w = self.smooth
-        if len(h["train_loss"]) >= w:
-            avg = torch.tensor(h["train_loss"]).unfold(0, w, 1).mean(dim=1)  # moving average over w steps
-            ax.plot(h["iter"][w - 1:], avg.numpy(), color="tab:blue", label=f"train ({w}-step mean)")
-        if h["test_loss"]:
-            ax.plot(h["eval_iter"], h["test_loss"], "o-", color="tab:orange", label="validation")
-        if self.baseline is not None:
-            ax.axhline(self.baseline, color="tab:red", ls=":", label="baseline")
-        step = h["iter"][-1] if h["iter"] else 0
-        status = "done" if final else "training"
-        latest = f", val {h['test_loss'][-1]:.3f}" if h["test_loss"] else ""
-        ax.set(xlabel="step", ylabel="loss", title=f"{self.title}: step {step} ({status}){latest}")
-        ax.legend(loc="upper right", fontsize=8)
-        fig.tight_layout()
-        return fig
-
     def __repr__(self) -> str:
         return (f"LiveLossPlot({self.title!r}, every={self.every} s, {self.draws} draws, "
                 f"{'notebook' if self.notebook else 'no display'})")
+
+
+from mingpt.utils import add_to_class  # chapter 5's decorator: grow a class cell by cell
+
+
+@add_to_class(LiveLossPlot)
+def _draw(self, h: dict, final: bool):
+    """The loss figure from a trainer's history: each step, a moving average, validation, the baseline."""
+    from matplotlib.figure import Figure  # not pyplot: a notebook must not show it again at the cell's end
+
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
+    ax.plot(h["iter"], h["train_loss"], color="tab:blue", alpha=0.25, lw=0.8, label="train (each step)")
+    w = self.smooth
+    if len(h["train_loss"]) >= w:
+        avg = torch.tensor(h["train_loss"]).unfold(0, w, 1).mean(dim=1)  # moving average over w steps
+        ax.plot(h["iter"][w - 1:], avg.numpy(), color="tab:blue", label=f"train ({w}-step mean)")
+    if h["test_loss"]:
+        ax.plot(h["eval_iter"], h["test_loss"], "o-", color="tab:orange", label="validation")
+    if self.baseline is not None:
+        ax.axhline(self.baseline, color="tab:red", ls=":", label="baseline")
+    step = h["iter"][-1] if h["iter"] else 0
+    status = "done" if final else "training"
+    latest = f", val {h['test_loss'][-1]:.3f}" if h["test_loss"] else ""
+    ax.set(xlabel="step", ylabel="loss", title=f"{self.title}: step {step} ({status}){latest}")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 from mingpt.attention import CausalSelfAttention

@@ -42,6 +42,9 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig.{name} is a dropout probability and must be in [0, 1), got {p!r}")
 
 
+from mingpt.utils import check_shapes
+
+
 class GPT(nn.Module):
     """The GPT language model: `logits, loss = model(idx, targets)`."""
 
@@ -74,36 +77,9 @@ class GPT(nn.Module):
     def get_block_size(self) -> int:
         return self.config.block_size
 
-    def num_parameters(self, non_embedding: bool = False) -> int:
-        """Parameters, each counted once (the tied embedding too); `non_embedding` drops the position table."""
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
-
-    def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Training FLOPs (forward + backward) per token: 6N + 12 L T C (PaLM, appendix B)."""
-        c, T = self.config, seq_len or self.config.block_size
-        return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layer * T * c.n_embd
-
-    def _check_input(self, idx: torch.Tensor, targets: torch.Tensor | None) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.long, torch.int, torch.int16, torch.uint8):
-            got = idx.dtype if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise TypeError(f"GPT expects token ids as an integer tensor (torch.long), got {got}")
-        if idx.dim() != 2:
-            hint = "; add a batch dimension with idx[None, :]" if idx.dim() == 1 else ""
-            raise ValueError(f"GPT expects token ids of shape (batch, time), got shape {tuple(idx.shape)}{hint}")
-        T = idx.size(1)
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}; "
-                             "crop it to the last block_size tokens")
-        if idx.numel() and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
-            raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), got values from "
-                             f"{int(idx.min())} to {int(idx.max())}")
-        if targets is not None and targets.shape != idx.shape:
-            raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
-
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """Logits for every position, and the mean cross-entropy over targets that are not -100."""
-        self._check_input(idx, targets)
+        check_shapes(idx, targets, self.config.block_size)
         B, T = idx.size()
         pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C) + (T, C) -> (B, T, C)
@@ -117,56 +93,42 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         return logits, loss
 
-    def configure_optimizers(self, train_config) -> torch.optim.AdamW:
-        """AdamW with weight decay on the matrices of Linear layers only.
 
-        Biases, LayerNorm weights and embeddings are not decayed (the tied embedding is the
-        lm_head matrix and is decayed with it, as in GPT-2 and nanoGPT).
-        """
-        decay = {id(m.weight): m.weight for m in self.modules() if isinstance(m, nn.Linear)}
-        no_decay = [p for p in self.parameters() if id(p) not in decay]  # parameters() counts tied ones once
-        groups = [
-            {"params": list(decay.values()), "weight_decay": train_config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=train_config.betas)
+from mingpt.utils import add_to_class
 
-    @classmethod
-    def from_pretrained(cls, path_or_name, **overrides) -> "GPT":
-        """A GPT-2 checkpoint in Hugging Face's layout: a folder, or a name such as "gpt2" (chapter 11)."""
-        from mingpt.hf import load_pretrained  # chapter 11 builds the loader on top of this model
 
-        return load_pretrained(path_or_name, **overrides)
+@add_to_class(GPT)
+def num_parameters(self, non_embedding: bool = False) -> int:
+    """Parameters, each counted once (the tied embedding too); `non_embedding` drops the position table."""
+    n = sum(p.numel() for p in self.parameters())
+    return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def save_pretrained(self, path):
-        """Write config.json and model.safetensors that Hugging Face's GPT2LMHeadModel loads (chapter 11)."""
-        from mingpt.hf import save_pretrained
 
-        return save_pretrained(self, path)
+@add_to_class(GPT)
+def extra_repr(self) -> str:
+    c = self.config
+    return (f"{self.num_parameters() / 1e6:.2f}M parameters, n_layer={c.n_layer}, n_head={c.n_head}, "
+            f"n_embd={c.n_embd}, block_size={c.block_size}, vocab_size={c.vocab_size}")
 
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 do_sample: bool = False, top_k: int | None = None, top_p: float | None = None,
-                 use_cache: bool = True, stop_tokens=None, callback=None) -> torch.Tensor:
-        """Extend `idx` (B, T) by up to `max_new_tokens` tokens: chapter 7's sampling, chapter 12's KV cache.
 
-        The tokens of `mingpt.utils.generate` (chapter 7), computed with a KV cache unless
-        `use_cache=False`; `stop_tokens` (an id or several) ends a row at the first one it makes;
-        `callback(tokens)` receives each step's new tokens (B,). See `mingpt.kvcache.generate`.
-        """
-        from mingpt.kvcache import generate  # chapter 12 builds fast generation on top of this model
+@add_to_class(GPT)
+def flops_per_token(self, seq_len: int | None = None) -> int:
+    """Training FLOPs (forward + backward) per token: 6N + 12 L T C (PaLM, appendix B)."""
+    c, T = self.config, seq_len or self.config.block_size
+    return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layer * T * c.n_embd
 
-        return generate(self, idx, max_new_tokens, temperature=temperature, do_sample=do_sample, top_k=top_k,
-                        top_p=top_p, use_cache=use_cache, stop_tokens=stop_tokens, callback=callback)
 
-    def stream(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, do_sample: bool = False,
-               top_k: int | None = None, top_p: float | None = None, use_cache: bool = True, stop_tokens=None):
-        """Like `generate`, but an iterator that yields each step's new tokens (B,) as they are made (chapter 12)."""
-        from mingpt.kvcache import stream
+@add_to_class(GPT)
+def configure_optimizers(self, train_config) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices of Linear layers only.
 
-        return stream(self, idx, max_new_tokens, temperature=temperature, do_sample=do_sample, top_k=top_k,
-                      top_p=top_p, use_cache=use_cache, stop_tokens=stop_tokens)
-
-    def extra_repr(self) -> str:
-        c = self.config
-        return (f"{self.num_parameters() / 1e6:.2f}M parameters, n_layer={c.n_layer}, n_head={c.n_head}, "
-                f"n_embd={c.n_embd}, block_size={c.block_size}, vocab_size={c.vocab_size}")
+    Biases, LayerNorm weights and embeddings are not decayed (the tied embedding is the
+    lm_head matrix and is decayed with it, as in GPT-2 and nanoGPT).
+    """
+    decay = {id(m.weight): m.weight for m in self.modules() if isinstance(m, nn.Linear)}
+    no_decay = [p for p in self.parameters() if id(p) not in decay]  # parameters() counts tied ones once
+    groups = [
+        {"params": list(decay.values()), "weight_decay": train_config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=train_config.betas)

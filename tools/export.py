@@ -10,7 +10,8 @@ Notebooks are the source of truth. In a chapter, a code cell whose first line is
                                   default, a leading docstring becomes the module's docstring
 
 (nbdev's spelling). Every module gets a header naming the chapter(s) to edit and an
-`__all__` of its public top-level names. The output depends only on the notebooks, so
+`__all__` of its public top-level names (a function decorated with `@add_to_class(C)` is a
+method of C, not a name of the module, and is left out). The output depends only on the notebooks, so
 exporting twice gives the same bytes; `--check` exits 1 when mingpt/ differs from a fresh
 export, which is how CI catches a hand-edited or stale package.
 """
@@ -33,6 +34,7 @@ class Module:
     doc: str | None = None
     chapters: list[str] = field(default_factory=list)
     cells: list[str] = field(default_factory=list)
+    cell_chapters: list[str] = field(default_factory=list)  # the chapter of each cell, in order
 
 
 def cell_source(cell: dict) -> str:
@@ -85,6 +87,7 @@ def collect(notebooks: list[Path], root: Path = ROOT) -> dict[str, Module]:
                     if not mod.cells and mod.doc is None and target != default:
                         mod.doc, code = _split_docstring(code)  # a module reached only by '#| export NAME'
                     mod.cells.append(code)
+                    mod.cell_chapters.append(rel)
     return modules
 
 
@@ -105,11 +108,18 @@ def _split_docstring(code: str) -> tuple[str | None, str]:
     return doc, "\n".join(code.splitlines()[end:]).strip("\n")
 
 
+def _adds_to_class(node: ast.AST) -> bool:
+    """Whether a function is decorated with `@add_to_class(...)`: a method of a class, not a name of the module."""
+    return any(isinstance(d, ast.Call) and getattr(d.func, "id", getattr(d.func, "attr", None)) == "add_to_class"
+               for d in getattr(node, "decorator_list", []))
+
+
 def public_names(code: str) -> list[str]:
     names = []
     for node in ast.parse(code).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.append(node.name)
+            if not _adds_to_class(node):
+                names.append(node.name)
         elif isinstance(node, ast.Assign):
             names += [t.id for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
