@@ -11,7 +11,7 @@ from mingpt import checkpoint as ck
 from mingpt.checkpoint import load_checkpoint, load_model, load_model_state, latest_checkpoint
 from mingpt.data import CharDataset
 from mingpt.hf import CheckpointError
-from mingpt.trainer import Trainer, TrainerConfig
+from mingpt import Trainer, TrainerConfig
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 10
 

@@ -9,7 +9,7 @@ from conftest import tiny_gpt
 from mingpt.data import CharDataset, fetch
 from mingpt.hf import CheckpointError
 from mingpt.model import GPTConfig
-from mingpt.trainer import Trainer, TrainerConfig
+from mingpt import Trainer, TrainerConfig
 from mingpt.utils import generate
 
 TEXT = "hello world, hello minGPT. " * 4

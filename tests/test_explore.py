@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 
 from conftest import tiny_gpt  # noqa: E402
 from mingpt import explore  # noqa: E402
-from mingpt.trainer import Trainer, TrainerConfig  # noqa: E402
+from mingpt import Trainer, TrainerConfig  # noqa: E402
 
 CHARS = "abcdefg \n$&"
 

@@ -14,7 +14,7 @@ from conftest import tiny_gpt
 from mingpt.data import CharDataset
 from mingpt.kvcache import KVCache, decode_step, forward_cached
 from mingpt.model import GPT, GPTConfig
-from mingpt.trainer import Trainer, TrainerConfig
+from mingpt import Trainer, TrainerConfig
 from mingpt.utils import generate as naive_generate
 from mingpt.utils import set_seed
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mingpt.data import CharDataset
-from mingpt.trainer import Trainer, TrainerConfig
+from mingpt import Trainer, TrainerConfig
 from conftest import tiny_gpt
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 20
@@ -82,7 +82,7 @@ def test_bf16_on_cpu_trains_and_the_loss_falls():
 
 
 def test_precision_names_and_devices():
-    from mingpt.trainer import autocast_context, resolve_precision
+    from mingpt.fast import autocast_context, resolve_precision
 
     assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(ValueError, match="unknown precision 'fp8'; expected one of"):

@@ -15,7 +15,7 @@ from mingpt.checkpoint import weights_to_bytes
 from mingpt.data import CharDataset
 from mingpt.distributed import cleanup
 from mingpt.model import GPT, GPTConfig
-from mingpt.trainer import Trainer, TrainerConfig
+from mingpt import Trainer, TrainerConfig
 from mingpt.utils import set_seed
 
 TEXT = "to be, or not to be, that is the question: whether 'tis nobler in the mind to suffer. " * 8

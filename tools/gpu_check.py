@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Chapters with GPU-only settings or code paths first; every other chapter after, in book order, as time allows.
-FIRST = ["12_fast", "13_training", "07_sampling", "06_trainer", "11_gpt2_weights", "05_gpt", "10_bpe",
+FIRST = ["12_fast_generation", "13_fast_training", "14_training", "07_sampling", "06_trainer", "11_gpt2_weights", "05_gpt", "10_bpe",
          "08_addition"]
 
 

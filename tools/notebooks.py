@@ -9,8 +9,8 @@ ends with is not echoed on the website. The website gets every output by executi
 
 Every chapter also opens in Colab: after its title, a markdown cell with an "Open in Colab"
 badge, then a code cell that installs the `mingpt` package when (and only when) it runs in
-Colab, pinned to this version's release tag (`v` + `mingpt.__version__`), never touching Colab's
-own torch; chapters that train ask Colab for a GPU runtime in their metadata. Both cells are
+Colab, from the branch the launch button opens (`repository.branch` in _config.yml), so that
+the package has exactly the code the chapter was written with, never touching Colab's own torch; chapters that train ask Colab for a GPU runtime in their metadata. Both cells are
 tagged `remove-cell`: the website has Jupyter Book's own launch button instead, and needs no
 network image. `colab` writes them (idempotently, keeping every other cell and output).
 
@@ -33,6 +33,24 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECKED = "nbval-check-output"
 KEPT_NOTEBOOK_METADATA = ("kernelspec", "language_info", "colab", "accelerator")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+
+
+MAX_CELL_LINES = 60  # a reader takes in a cell at once; split longer ones
+LONG_CELL_TAG = "long-cell"  # the rare exception, with a first line "# long cell: <why>"
+
+
+def long_cells(nb: dict) -> list[tuple[dict, int]]:
+    """The code cells over MAX_CELL_LINES lines, with their lengths, except declared exceptions."""
+    out = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell.get("source", ""))
+        n = len(source.splitlines())
+        declared = LONG_CELL_TAG in cell.get("metadata", {}).get("tags", []) and source.startswith("# long cell:")
+        if n > MAX_CELL_LINES and not declared:
+            out.append((cell, n))
+    return out
 
 
 def is_checked(cell: dict) -> bool:
@@ -108,8 +126,8 @@ BADGE_ID, INSTALL_ID = "colab-badge", "colab-install"
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 # Chapters that ask Colab for a GPU runtime: those that train a model for real or benchmark
 # one (6 the Trainer, 7 the sampling model, 8 addition, 9 Shakespeare, 10 BPE against characters,
-# 12 speed, 13 training). A chapter not listed here gets one when its code builds a Trainer.
-GPU_CHAPTERS = {"06", "07", "08", "09", "10", "12", "13"}
+# 12 and 13 speed, 14 training). A chapter not listed here gets one when its code builds a Trainer.
+GPU_CHAPTERS = {"06", "07", "08", "09", "10", "12", "13", "14"}
 COLAB_GPU = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
 
 
@@ -132,20 +150,21 @@ def package_version(init: Path = ROOT / "mingpt" / "__init__.py") -> str:
     return m.group(1)
 
 
-def install_requirement(repo: str, version: str) -> str:
-    """What the Colab cell gives pip: the package at this version's tag of the repository."""
-    return f"mingpt-book @ git+https://github.com/{repo}@v{version}"
+def install_requirement(repo: str, branch: str) -> str:
+    """What the Colab cell gives pip: the package from the branch whose notebook Colab opened."""
+    return f"mingpt-book @ git+https://github.com/{repo}@{branch}"
 
 
 def colab_url(repo: str, branch: str, path: Path) -> str:
     return f"https://colab.research.google.com/github/{repo}/blob/{branch}/book/{path.name}"
 
 
-def colab_cells(path: Path, repo: str, branch: str, version: str) -> list[dict]:
+def colab_cells(path: Path, repo: str, branch: str) -> list[dict]:
     """The badge cell and the install cell of one chapter."""
     badge = f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(repo, branch, path)})"
     install = f"""\
-# In Colab, install the book's package, pinned to the release this chapter was written for.
+# In Colab, install the book's package from the branch this notebook was opened from, so the code
+# is the code the chapter was written with.
 # It asks for torch>=2.1, which Colab has, so pip keeps Colab's own torch. Elsewhere: nothing.
 import sys
 
@@ -153,7 +172,7 @@ if "google.colab" in sys.modules:
     import subprocess
 
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "{install_requirement(repo, version)}"], check=True)"""
+                    "{install_requirement(repo, branch)}"], check=True)"""
     tags = {"tags": [COLAB_TAG]}
     return [{"cell_type": "markdown", "id": BADGE_ID, "metadata": dict(tags), "source": badge.splitlines(True)},
             {"cell_type": "code", "execution_count": None, "id": INSTALL_ID, "metadata": dict(tags),
@@ -170,13 +189,13 @@ def wants_gpu(path: Path, nb: dict) -> bool:
     return path.name[:2] in GPU_CHAPTERS or "Trainer(" in code
 
 
-def with_colab(path: Path, nb: dict, repo: str, branch: str, version: str) -> dict:
+def with_colab(path: Path, nb: dict, repo: str, branch: str) -> dict:
     """The notebook with its Colab cells (right after the title cell) and GPU metadata, nothing else changed."""
     nb = copy.deepcopy(nb)
     cells = [c for c in nb["cells"] if not is_colab_cell(c)]
     title = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
                   and re.search(r"^# ", "".join(c["source"]), flags=re.M)), -1)
-    nb["cells"] = cells[:title + 1] + colab_cells(path, repo, branch, version) + cells[title + 1:]
+    nb["cells"] = cells[:title + 1] + colab_cells(path, repo, branch) + cells[title + 1:]
     meta = nb.setdefault("metadata", {})
     for key in COLAB_GPU:
         meta.pop(key, None)
@@ -199,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "book").glob("*.ipynb"))
     dirty, no_colab = [], []
-    colab_args = repository() + (package_version(),) if args.command in ("check", "colab") else None
+    colab_args = repository() if args.command in ("check", "colab") else None
     for path in paths:
         text = path.read_text(encoding="utf-8")
         if args.command in ("check", "colab") and path in chapters(paths):
