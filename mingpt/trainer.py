@@ -136,10 +136,15 @@ def clip_gradients(self) -> None:
 
 
 @add_to_class(Trainer)
-def optimizer_step(self) -> None:
-    """Update the weights with this step's learning rate, `self.lr`."""
+def set_lr(self, lr: float) -> None:
+    """The learning rate of the coming update (the schedule, `lr_at`, is below)."""
+    self.lr = lr
     for group in self.optimizer.param_groups:
-        group["lr"] = self.lr
+        group["lr"] = lr
+
+
+@add_to_class(Trainer)
+def optimizer_step(self) -> None:
     self.optimizer.step()
 
 
@@ -153,7 +158,7 @@ def step(self, batch) -> float:
     loss = self.forward_backward(x, y)
     self.clip_gradients()
     self.tokens += n_targets
-    self.lr = self.lr_at(self.tokens)
+    self.set_lr(self.lr_at(self.tokens))
     self.optimizer_step()
     return float(loss)  # one device-to-host sync per step, after the step's work is queued
 

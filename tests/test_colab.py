@@ -77,7 +77,7 @@ def test_every_chapter_has_the_same_install_cell_and_its_own_badge():
 def test_colab_command_is_idempotent_and_keeps_outputs(tmp_path):
     nb = json.loads(CHAPTER.read_text(encoding="utf-8"))
     nb["cells"] = [c for c in nb["cells"] if not notebooks.is_colab_cell(c)]  # a new chapter, without them
-    path = tmp_path / "14_new.ipynb"
+    path = tmp_path / "99_new.ipynb"
     path.write_text(notebooks.dumps(nb), encoding="utf-8")
     assert notebooks.main(["check", str(path)]) == 1
     assert notebooks.main(["colab", str(path)]) == 0

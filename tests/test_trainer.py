@@ -106,7 +106,7 @@ def test_compile_falls_back_to_eager_when_the_first_step_fails(monkeypatch):
     t = make(max_iters=5, eval_interval=5, eval_iters=1, compile=True)
     with pytest.warns(UserWarning, match="torch.compile failed at the first step.*backend exploded.*without compile"):
         t.train()
-    assert t.iter_num == 5 and t._net is t.model
+    assert t.iter_num == 5 and t.net is t.model
 
 
 def test_compile_unavailable_warns_and_trains(monkeypatch):
@@ -210,7 +210,7 @@ def test_a_working_compiled_model_with_gradient_accumulation(monkeypatch):
         warnings.simplefilter("always")
         t.train()
     assert [str(w.message) for w in caught if "without compile" in str(w.message)] == []  # no fallback to eager
-    assert isinstance(t._net, Wrapper) and t.iter_num == 4
+    assert isinstance(t.net, Wrapper) and t.iter_num == 4
 
 
 def test_an_interrupted_evaluation_leaves_the_model_in_training_mode():
@@ -224,3 +224,37 @@ def test_an_interrupted_evaluation_leaves_the_model_in_training_mode():
     with pytest.raises(KeyboardInterrupt):
         trainer.evaluate()
     assert trainer.model.training
+
+
+def test_each_chapters_trainer_trains_exactly_like_chapter_6s_with_its_defaults():
+    """The subclasses of chapters 13 and 14 change a step only through the fields they add: with their
+    defaults (fp32, no compile, one micro-batch) every chapter's Trainer gives the same weights, bit for bit."""
+    from mingpt import fast, scale, trainer
+    from mingpt.utils import set_seed
+
+    ds = CharDataset(TEXT, block_size=8)
+    weights = {}
+    for module in (trainer, fast, scale):
+        set_seed(0)
+        t = module.Trainer(tiny_gpt(vocab_size=ds.vocab_size, block_size=8), ds, CharDataset(TEXT[:200], 8, chars=ds.chars),
+                           module.TrainerConfig(batch_size=16, learning_rate=3e-3, device="cpu", progress=False,
+                                                max_iters=30, lr_decay=True, warmup_tokens=500, final_tokens=3000,
+                                                eval_interval=10, eval_iters=2))
+        h = t.train()
+        weights[module.__name__] = (t.model.state_dict(), h["test_loss"], t.tokens)
+    (ref, ref_loss, ref_tokens), *others = weights.values()
+    for state, test_loss, tokens in others:
+        assert test_loss == ref_loss and tokens == ref_tokens
+        assert all(torch.equal(state[k], ref[k]) for k in ref)
+    assert scale.Trainer.__mro__[1:3] == (fast.Trainer, trainer.Trainer) and Trainer is scale.Trainer
+
+
+def test_a_config_of_another_chapter_is_a_clear_error():
+    from mingpt import trainer
+
+    ds = CharDataset(TEXT, block_size=8)
+    with pytest.raises(TypeError, match=r"mingpt\.scale\.Trainer needs a mingpt\.scale\.TrainerConfig, got a "
+                                        r"mingpt\.trainer\.TrainerConfig; build the config with `from mingpt\.scale"):
+        Trainer(tiny_gpt(vocab_size=ds.vocab_size, block_size=8), ds, None, trainer.TrainerConfig(progress=False))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'precision'"):
+        trainer.TrainerConfig(precision="bf16")  # chapter 6's config has no such field: chapter 13 adds it
