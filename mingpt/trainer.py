@@ -58,8 +58,8 @@ class Trainer:
 
     Each step runs through a few small methods (`compute_loss`, `forward_backward`,
     `clip_gradients`, `optimizer_step`, `step`, `epoch_batches`) so that later chapters can
-    change one part of a step by overriding one method: chapter 12a adds mixed precision and
-    compile, chapter 13 accumulation, DDP and exact resume (`mingpt.Trainer` has them all).
+    change one part of a step by overriding one method: chapter 13 adds mixed precision and
+    compile, chapter 14 accumulation, DDP and exact resume (`mingpt.Trainer` has them all).
     """
 
     EVENTS = ("on_batch_end", "on_eval_end", "on_epoch_end", "on_train_end")
@@ -101,7 +101,7 @@ class Trainer:
         return get_device(self.config.device)
 
     def prepare_net(self, model: torch.nn.Module) -> torch.nn.Module:
-        """What a training step calls; here the model itself (chapter 12a compiles it, chapter 13 wraps it for DDP)."""
+        """What a training step calls; here the model itself (chapter 13 compiles it, chapter 14 wraps it for DDP)."""
         return model
 
     def __repr__(self) -> str:
@@ -165,7 +165,7 @@ def step(self, batch) -> float:
 
 @add_to_class(Trainer)
 def epoch_batches(self):
-    """The batches of one epoch, in a fresh random order (chapter 13 makes the order resumable)."""
+    """The batches of one epoch, in a fresh random order (chapter 14 makes the order resumable)."""
     c = self.config
     return DataLoader(self.train_dataset, batch_size=c.batch_size, shuffle=True, num_workers=c.num_workers,
                       pin_memory=str(self.device).startswith("cuda"))
@@ -271,7 +271,7 @@ def evaluate_and_save(self) -> None:
 
 @add_to_class(Trainer)
 def save_checkpoints(self, improved: bool) -> None:
-    """After an evaluation: the model to `ckpt_path` if it is the best so far (chapter 13 saves more)."""
+    """After an evaluation: the model to `ckpt_path` if it is the best so far (chapter 14 saves more)."""
     if self.config.ckpt_path is not None and improved:
         self.save_checkpoint(self.config.ckpt_path)
 

@@ -1,4 +1,4 @@
-"""The benchmark (chapter 12): `python -m mingpt.benchmark --quick` prints one table of the expected rows.
+"""The benchmark (chapter 13): `python -m mingpt.benchmark --quick` prints one table of the expected rows.
 
 Checks the tool's structure and its errors, never the speed of this machine."""
 import re

@@ -1,6 +1,6 @@
 """The catalogue of clear errors (issue 5): each bad input, raised before any work, says what was wrong and what was expected.
 
-Chapter 13 prints the same catalogue as a table.
+Chapter 14 prints the same catalogue as a table.
 """
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""A tiny run for tests/test_ddp.py (chapter 13 writes its own copy), alone or under torchrun:
+"""A tiny run for tests/test_ddp.py (chapter 14 writes its own copy), alone or under torchrun:
 
     python tests/train_ddp.py OUT --batch-size 16
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/train_ddp.py OUT --batch-size 8

@@ -1,4 +1,4 @@
-"""A tiny, real training run for tests/test_resume.py (chapter 13 writes its own copy, which Colab can run): `python tests/train_tiny.py OUT [--resume]`.
+"""A tiny, real training run for tests/test_resume.py (chapter 14 writes its own copy, which Colab can run): `python tests/train_tiny.py OUT [--resume]`.
 
 Dropout on, gradient accumulation, a learning-rate schedule, several epochs, periodic checkpoints
 in OUT/ckpt: everything a resume has to restore. Prints `step N` after each step; writes the final
