@@ -12,7 +12,7 @@ imports the chapters that add methods to `GPT`, so that `from mingpt.model impor
 gives the whole class; chapter modules themselves import only earlier chapters' modules.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2: the Trainer split into chapters 6, 13 and 14 (mingpt.trainer, .fast, .scale)
 
 from mingpt import hf, kvcache  # noqa: E402,F401  they add methods to GPT (mingpt.utils.add_to_class)
 from mingpt.model import GPT, GPTConfig  # noqa: E402

@@ -91,13 +91,21 @@ class Trainer(trainer.Trainer):
     def __init__(self, model: torch.nn.Module, train_dataset, test_dataset=None, config: TrainerConfig | None = None):
         self._compile_failed, self._compile_checked = False, False
         super().__init__(model, train_dataset, test_dataset, config)
-        self.device_type = torch.device(self.device).type  # "cuda", "mps" or "cpu"
-        self.precision = resolve_precision(self.config.precision, self.device)  # checked once, used every step
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.precision == "fp16")
+
+    def pick_device(self) -> str:
+        device = super().pick_device()
+        self.device_type = torch.device(device).type  # "cuda", "mps" or "cpu"
+        self.precision = resolve_precision(self.config.precision, device)  # checked once, before any work
+        return device
 
     def prepare_net(self, model: torch.nn.Module) -> torch.nn.Module:
         net = super().prepare_net(model)
-        return compile_model(net) if self.config.compile and not self._compile_failed else net
+        if not self.config.compile or self._compile_failed:
+            return net
+        compiled = compile_model(net)
+        self._compile_checked = compiled is net  # compile_model fell back already: no first step to watch
+        return compiled
 
     def compute_loss(self, model, x, y) -> torch.Tensor:
         with _autocast(self.device_type, self.precision):  # the forward pass in 16 bits where it pays
@@ -116,7 +124,7 @@ class Trainer(trainer.Trainer):
 
     def forward_backward(self, x, y, weight: float = 1.0) -> torch.Tensor:
         """Chapter 6's; if the first compiled step fails, warn and go on with the plain model."""
-        if not self.config.compile or self._compile_checked:
+        if not self.config.compile or self._compile_checked or self._compile_failed:
             return super().forward_backward(x, y, weight)
         try:
             loss = super().forward_backward(x, y, weight)

@@ -43,16 +43,17 @@ class Trainer(fast.Trainer):
 
     def __init__(self, model: torch.nn.Module, train_dataset, test_dataset=None, config: TrainerConfig | None = None):
         self.ddp = None  # the DistributedDataParallel wrapper under torchrun (prepare_net makes it)
+        if isinstance(config, TrainerConfig):  # checked before any work (chapter 6 checks the config's type)
+            self.check_folder(config, "ckpt_dir")
+            if config.resume_from is not None and not Path(config.resume_from).exists():
+                raise FileNotFoundError(f"resume_from {config.resume_from!r} does not exist; expected a checkpoint "
+                                        "folder written by the Trainer (or a ckpt_dir holding some)")
         super().__init__(model, train_dataset, test_dataset, config)
-        self.check_folder("ckpt_dir")
-        if self.config.resume_from is not None and not Path(self.config.resume_from).exists():
-            raise FileNotFoundError(f"resume_from {self.config.resume_from!r} does not exist; expected a checkpoint "
-                                    "folder written by the Trainer (or a ckpt_dir holding some)")
         self.is_main = self.dist.rank == 0  # only rank 0 logs, evaluates for the record and saves
         self.batch_in_epoch, self.epoch_seed = 0, None  # where in this epoch's data order we are
         self.last_checkpoint: Path | None = None
         self.interrupted = False
-        self._saved_step = None
+        self._saved_step, self._finished = None, False
         self._rng_before_step = None  # the RNG states at the start of the step in progress
         if self.config.resume_from is not None:
             self.load_checkpoint(self.config.resume_from)
@@ -116,6 +117,7 @@ def save_checkpoints(self, improved: bool) -> None:
 
 @add_to_class(Trainer)
 def after_step(self, bar, total: int) -> None:
+    self.batch_in_epoch += self._step_batches  # with iter_num, which the loop has just advanced
     super(Trainer, self).after_step(bar, total)
     c = self.config
     if c.ckpt_dir is not None and c.checkpoint_interval is not None and self.iter_num % c.checkpoint_interval == 0:
@@ -128,6 +130,7 @@ def end_of_training(self) -> None:
     super(Trainer, self).end_of_training()
     if self.config.ckpt_dir is not None and self._saved_step != self.iter_num:
         self.save_training_checkpoint()
+    self._finished = True  # a Ctrl-C from here on (an on_train_end callback) is not the run's to save
 
 
 class EpochBatches(torch.utils.data.Sampler):
@@ -224,7 +227,7 @@ def step(self, micro_batches: list) -> float:
     self.tokens += total  # tokens that count towards the loss
     self.set_lr(self.lr_at(self.tokens))
     self.optimizer_step()
-    self.batch_in_epoch += len(micro_batches)
+    self._step_batches = len(micro_batches)  # after_step moves the position on by as many
     self._rng_before_step = None
     # float(): one device-to-host sync per step, after the step's kernels are queued
     return all_reduce_sum(float(loss), self.dist) / self.dist.world_size
@@ -255,10 +258,12 @@ def progress_bar(self, total: int):
 @add_to_class(Trainer)
 def train(self) -> dict[str, list[float]]:
     """Chapter 6's loop; a Ctrl-C (KeyboardInterrupt) saves a checkpoint, says where, and returns the history."""
-    self.interrupted = False
+    self.interrupted, self._finished = False, False
     try:
         return super(Trainer, self).train()
     except KeyboardInterrupt:
+        if self._finished:  # raised by an on_train_end callback: the run itself is complete and saved
+            raise
         self.interrupted = True
     self._save_on_interrupt()
     self._fire("on_train_end")

@@ -68,15 +68,19 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, train_dataset: Dataset, test_dataset: Dataset | None = None,
                  config: TrainerConfig | None = None):
         self.config = config = config if config is not None else self.config_class()
-        if not isinstance(config, self.config_class):
+        if type(config) is not self.config_class:  # another chapter's config: its extra fields would be ignored
             raise TypeError(f"{type(self).__module__}.{type(self).__name__} needs a {self.config_class.__module__}."
                             f"{self.config_class.__name__}, got a {type(config).__module__}.{type(config).__name__}; "
-                            f"build the config with `from {self.config_class.__module__} import TrainerConfig`")
+                            "take Trainer and TrainerConfig from one module (`from mingpt import ...`: every feature)")
         if len(train_dataset) == 0:
             raise ValueError("the training dataset is empty; is the text shorter than block_size + 1?")
         if test_dataset is not None and len(test_dataset) == 0:
             raise ValueError("the test dataset is empty; pass test_dataset=None to train without one")
-        self.check_folder("ckpt_path")
+        data_v, model_v = getattr(train_dataset, "vocab_size", None), getattr(getattr(model, "config", None), "vocab_size", None)
+        if data_v is not None and model_v is not None and data_v > model_v:  # ids the embedding has no row for
+            raise ValueError(f"the dataset has {data_v} tokens, the model's vocab_size is {model_v}: "
+                             f"build the model with vocab_size={data_v} (the dataset's vocab_size)")
+        self.check_folder(config, "ckpt_path")
         self.train_dataset, self.test_dataset = train_dataset, test_dataset
         self.device = self.pick_device()
         self.model = model.to(self.device)
@@ -89,9 +93,10 @@ class Trainer:
         self.callbacks: dict[str, list[Callable]] = defaultdict(list)
         self.stop_requested = False
 
-    def check_folder(self, field: str) -> None:
+    @staticmethod
+    def check_folder(config: TrainerConfig, field: str) -> None:
         """A path field of the config must point into a folder that exists (checked before any work)."""
-        value = getattr(self.config, field)
+        value = getattr(config, field)
         folder = Path(value).resolve().parent if value is not None else None
         if folder is not None and not folder.is_dir():
             raise FileNotFoundError(f"{field} {value!r} is in {folder}, which does not exist; create the folder first")
@@ -105,8 +110,7 @@ class Trainer:
         return model
 
     def __repr__(self) -> str:
-        return (f"Trainer(step {self.iter_num}, epoch {self.epoch}, device={self.device!r}, "
-                f"{len(self.train_dataset):,} train examples)")
+        return f"Trainer(step {self.iter_num}, epoch {self.epoch}, device={self.device!r}, {len(self.train_dataset):,} train examples)"
 
 
 @add_to_class(Trainer)

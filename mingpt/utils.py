@@ -34,8 +34,9 @@ INT_DTYPES = (torch.long, torch.int, torch.int16, torch.uint8)  # dtypes an nn.E
 def check_token_ids(idx, vocab_size: int, what: str = "token ids") -> None:
     """Raise a clear error unless `idx` is an integer tensor of ids in [0, vocab_size).
 
-    Called where ids enter a model (prompts, datasets), not in `forward`: reading the minimum
-    and maximum back from a GPU waits for it to finish, once per call.
+    Called where ids enter a model (the prompts of `generate`), not in `forward`: reading the
+    minimum and maximum back from a GPU waits for it to finish, once per call. (For training, the
+    Trainer compares the dataset's `vocab_size` with the model's instead.)
     """
     if not isinstance(idx, torch.Tensor) or idx.dtype not in INT_DTYPES:
         got = idx.dtype if isinstance(idx, torch.Tensor) else type(idx).__name__

@@ -254,7 +254,52 @@ def test_a_config_of_another_chapter_is_a_clear_error():
 
     ds = CharDataset(TEXT, block_size=8)
     with pytest.raises(TypeError, match=r"mingpt\.scale\.Trainer needs a mingpt\.scale\.TrainerConfig, got a "
-                                        r"mingpt\.trainer\.TrainerConfig; build the config with `from mingpt\.scale"):
+                                        r"mingpt\.trainer\.TrainerConfig; take Trainer and TrainerConfig from one module"):
         Trainer(tiny_gpt(vocab_size=ds.vocab_size, block_size=8), ds, None, trainer.TrainerConfig(progress=False))
+    with pytest.raises(TypeError, match=r"mingpt\.trainer\.Trainer needs a mingpt\.trainer\.TrainerConfig, got a "
+                                        r"mingpt\.scale\.TrainerConfig"):  # its accumulation would be ignored, silently
+        trainer.Trainer(tiny_gpt(vocab_size=ds.vocab_size, block_size=8), ds, None,
+                        TrainerConfig(grad_accum_steps=4, progress=False))
     with pytest.raises(TypeError, match="unexpected keyword argument 'precision'"):
         trainer.TrainerConfig(precision="bf16")  # chapter 6's config has no such field: chapter 13 adds it
+
+
+def test_a_dataset_with_more_tokens_than_the_model_is_a_clear_error_before_training():
+    ds = CharDataset(TEXT, block_size=8)
+    with pytest.raises(ValueError, match=rf"the dataset has {ds.vocab_size} tokens, the model's vocab_size is 5: "
+                                         rf"build the model with vocab_size={ds.vocab_size}"):
+        Trainer(tiny_gpt(vocab_size=5, block_size=8), ds, None, TrainerConfig(progress=False))
+
+
+def test_without_torch_compile_a_failing_first_step_fails_at_once(monkeypatch):
+    """compile_model fell back already (no torch.compile): there is no compiled step to retry."""
+    def no_compile(model, **kw):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    t = make(max_iters=2, compile=True)
+    calls = []
+
+    def broken(x, y):
+        calls.append(1)
+        raise ValueError("a bug in the model")
+
+    t.net = broken
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(ValueError, match="a bug in the model"):
+        warnings.simplefilter("always")
+        t.train()
+    assert calls == [1] and not [w for w in caught if "first step" in str(w.message)]
+
+
+def test_ctrl_c_in_an_on_train_end_callback_is_not_taken_for_an_interrupted_run(tmp_path):
+    t = make(max_iters=3, ckpt_dir=str(tmp_path / "ck"))
+    ends = []
+
+    def end(trainer):
+        ends.append(trainer.iter_num)
+        raise KeyboardInterrupt
+
+    t.add_callback("on_train_end", end)
+    with pytest.raises(KeyboardInterrupt):
+        t.train()
+    assert ends == [3] and not t.interrupted and t.last_checkpoint.name == "step_00000003"

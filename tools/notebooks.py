@@ -163,8 +163,8 @@ def colab_cells(path: Path, repo: str, branch: str) -> list[dict]:
     """The badge cell and the install cell of one chapter."""
     badge = f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(repo, branch, path)})"
     install = f"""\
-# In Colab, install the book's package from the branch this notebook was opened from, so the code
-# is the code the chapter was written with.
+# In Colab, install the book's package from the branch the book's launch buttons open, so the
+# code is the code the chapter was written with.
 # It asks for torch>=2.1, which Colab has, so pip keeps Colab's own torch. Elsewhere: nothing.
 import sys
 
