@@ -142,14 +142,6 @@ def repository(config: Path = ROOT / "_config.yml") -> tuple[str, str]:
     return m.group(1), str(repo.get("branch") or "main")
 
 
-def package_version(init: Path = ROOT / "mingpt" / "__init__.py") -> str:
-    """`__version__` of mingpt, read from its source (importing mingpt would import torch)."""
-    m = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", init.read_text(encoding="utf-8"), flags=re.M)
-    if not m:
-        raise SystemExit(f"{init}: no __version__ = \"...\" line")
-    return m.group(1)
-
-
 def install_requirement(repo: str, branch: str) -> str:
     """What the Colab cell gives pip: the package from the branch whose notebook Colab opened."""
     return f"mingpt-book @ git+https://github.com/{repo}@{branch}"
