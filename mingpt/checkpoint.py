@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mingpt.hf import CheckpointError, import_safetensors, short_list
+from mingpt.hf import CheckpointError, import_safetensors, reading, short_list
 
 WEIGHTS, CONFIG, STATE, POINTER = "model.safetensors", "config.json", "trainer.pt", "latest"
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile's and DistributedDataParallel's
@@ -85,16 +85,13 @@ def weights_to_bytes(model: torch.nn.Module) -> bytes:
 def weights_from_bytes(data: bytes, source: str = "model.safetensors") -> dict[str, torch.Tensor]:
     """Tensors from safetensors bytes (aliases restored); a clear CheckpointError if they are damaged."""
     safetensors_torch = import_safetensors()
-    try:
+    with reading(source, f"safetensors file ({len(data):,} bytes)"):  # chapter 11: one error for any damage
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + header_len])
         tensors = safetensors_torch.load(data)
-    except Exception as e:  # SafetensorError, a bad header, a short file
-        raise CheckpointError(f"{source} is not a readable safetensors file ({len(data):,} bytes): truncated or "
-                              f"corrupt ({type(e).__name__}: {str(e)[:120]}); use an earlier checkpoint") from None
-    aliases = json.loads(header.get("__metadata__", {}).get("aliases", "{}"))
-    for name, original in aliases.items():
-        tensors[name] = tensors[original]
+        aliases = json.loads(header.get("__metadata__", {}).get("aliases", "{}"))
+        for name, original in aliases.items():
+            tensors[name] = tensors[original]
     return tensors
 
 
@@ -131,22 +128,17 @@ def state_to_bytes(state: dict) -> bytes:
     return buffer.getvalue()
 
 
-def load_state(path: str | os.PathLike) -> dict:
-    """A trainer state file, loaded with `weights_only=True`: no code in the file can run.
+def load_state(path: str | os.PathLike, data: bytes | None = None) -> dict:
+    """A trainer state file (or its bytes, `data`), loaded with `weights_only=True`: no code in it can run.
 
     A file that asks to build other objects (the way a malicious pickle runs code) is refused
-    with a CheckpointError, as is a truncated or corrupt file.
+    with a CheckpointError, as is a truncated or corrupt file (chapter 11's `reading`).
     """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to load: the file asks to build objects other than tensors, "
-                              f"numbers and containers, which is how a pickle runs code ({first[:160]}); "
-                              "a checkpoint written by the Trainer never does this, so do not trust this file") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(e).__name__}: {str(e)[:120]}); "
-                              "use an earlier checkpoint") from None
+    with reading(path, "trainer state (trainer.pt, written by mingpt's Trainer)"):
+        state = torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"expected a dict, found a {type(state).__name__}")
+    return state
 
 
 def rng_states() -> dict:
@@ -168,6 +160,10 @@ def set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+import hashlib
+import re
 
 
 def _config_dict(config) -> dict | None:
@@ -193,11 +189,13 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module, state:
     tmp = directory / f".tmp-{name}-{os.getpid()}"
     tmp.mkdir()
     plain = unwrap_model(model)
+    data = {WEIGHTS: weights_to_bytes(plain), STATE: state_to_bytes(state)}
     config = {"format": "mingpt-checkpoint-1", "step": step, "model": _config_dict(getattr(plain, "config", None)),
-              "model_class": type(plain).__name__, "trainer": _config_dict(trainer_config)}
-    _write_file(tmp / WEIGHTS, weights_to_bytes(plain))
+              "model_class": type(plain).__name__, "trainer": _config_dict(trainer_config),
+              "sha256": {f: hashlib.sha256(b).hexdigest() for f, b in data.items()}}  # checked on load
+    _write_file(tmp / WEIGHTS, data[WEIGHTS])
     _write_file(tmp / CONFIG, json.dumps(config, indent=1, default=str).encode())
-    _write_file(tmp / STATE, state_to_bytes(state))
+    _write_file(tmp / STATE, data[STATE])
     _fsync_dir(tmp)
     final = directory / name
     if final.exists():  # saved at this step before (e.g. Ctrl-C right after a periodic save)
@@ -218,9 +216,9 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     directory = Path(directory)
     pointer = directory / POINTER
     if pointer.is_file():
-        target = directory / pointer.read_text().strip()
-        if not _missing_files(target):
-            return target
+        name = pointer.read_bytes().decode("ascii", errors="replace").strip()
+        if re.fullmatch(r"step_\d{8}", name) and not _missing_files(directory / name):
+            return directory / name  # else a damaged pointer: fall back to the newest complete folder
     complete = [p for p in sorted(directory.glob("step_*")) if not _missing_files(p)]
     return complete[-1] if complete else None
 
@@ -247,12 +245,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     missing = _missing_files(path)
     if missing:
         raise FileNotFoundError(f"{path} is not a complete checkpoint: {', '.join(missing)} missing")
-    try:
+    with reading(path / CONFIG, "checkpoint config.json"):
         config = json.loads((path / CONFIG).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path / CONFIG} is truncated or corrupt ({e})") from None
-    weights = weights_from_bytes((path / WEIGHTS).read_bytes(), source=str(path / WEIGHTS))
-    return {"path": path, "weights": weights, "config": config, "state": load_state(path / STATE)}
+        recorded = dict(config.get("sha256") or {})  # absent in checkpoints written before the checksums
+    data = {f: (path / f).read_bytes() for f in (WEIGHTS, STATE)}
+    for f, digest in recorded.items():
+        if f in data and hashlib.sha256(data[f]).hexdigest() != digest:
+            raise CheckpointError(f"{path / f} changed after it was saved: its sha256 is not the one {CONFIG} "
+                                  "recorded (truncated, damaged on disk, or overwritten); use an earlier checkpoint")
+    weights = weights_from_bytes(data[WEIGHTS], source=str(path / WEIGHTS))
+    return {"path": path, "weights": weights, "config": config, "state": load_state(path / STATE, data[STATE])}
 
 
 def load_model(path: str | os.PathLike) -> torch.nn.Module:
@@ -263,5 +265,6 @@ def load_model(path: str | os.PathLike) -> torch.nn.Module:
     if ckpt["config"].get("model") is None:
         raise CheckpointError(f"{ckpt['path']}: config.json has no model config; build the model yourself "
                               "and call load_model_state(model, load_checkpoint(path)['weights'])")
-    model = GPT(GPTConfig(**ckpt["config"]["model"]))
+    with reading(ckpt["path"] / CONFIG, "checkpoint config.json (its model config)"):
+        model = GPT(GPTConfig(**ckpt["config"]["model"]))
     return load_model_state(model, ckpt["weights"], source=str(ckpt["path"])).eval()

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from mingpt import fast
 from mingpt.checkpoint import load_checkpoint, load_model_state, rng_states, save_checkpoint, set_rng_states
 from mingpt.distributed import all_reduce_sum, broadcast_int, init_distributed, wrap_ddp
+from mingpt.hf import reading
 from mingpt.utils import add_to_class
 
 
@@ -54,6 +55,7 @@ class Trainer(fast.Trainer):
         self.last_checkpoint: Path | None = None
         self.interrupted = False
         self._saved_step, self._finished = None, False
+        self._step_open, self._interrupt_pending = False, False  # see the Ctrl-C section
         self._rng_before_step = None  # the RNG states at the start of the step in progress
         if self.config.resume_from is not None:
             self.load_checkpoint(self.config.resume_from)
@@ -76,12 +78,13 @@ class Trainer(fast.Trainer):
         ckpt = load_checkpoint(path)
         load_model_state(self.model, ckpt["weights"], source=str(ckpt["path"]))
         state = ckpt["state"]
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        for name in ("iter_num", "epoch", "batch_in_epoch", "epoch_seed", "tokens", "lr", "best_loss"):
-            setattr(self, name, state[name])
-        self.history = {k: list(v) for k, v in state["history"].items()}
-        set_rng_states(state["rng"])
+        with reading(ckpt["path"] / "trainer.pt", "trainer state of this model (its fields do not fit)"):
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            for name in ("iter_num", "epoch", "batch_in_epoch", "epoch_seed", "tokens", "lr", "best_loss"):
+                setattr(self, name, state[name])
+            self.history = {k: list(v) for k, v in state["history"].items()}
+            set_rng_states(state["rng"])
         self.last_checkpoint = ckpt["path"]
 
     def __repr__(self) -> str:
@@ -116,8 +119,14 @@ def save_checkpoints(self, improved: bool) -> None:
 
 
 @add_to_class(Trainer)
+def record_step(self) -> None:
+    self.batch_in_epoch += self._step_batches  # the position moves on with iter_num, which the loop just did
+    super(Trainer, self).record_step()
+    self._step_open = False  # the step is complete: weights, position, record. A Ctrl-C may land now
+
+
+@add_to_class(Trainer)
 def after_step(self, bar, total: int) -> None:
-    self.batch_in_epoch += self._step_batches  # with iter_num, which the loop has just advanced
     super(Trainer, self).after_step(bar, total)
     c = self.config
     if c.ckpt_dir is not None and c.checkpoint_interval is not None and self.iter_num % c.checkpoint_interval == 0:
@@ -212,7 +221,10 @@ def step(self, micro_batches: list) -> float:
     not -100, over all micro-batches and all ranks), so the gradient is that of the mean over the
     whole step's tokens: the same as one big batch, even when micro-batches count different numbers.
     """
-    self._rng_before_step = rng_states()  # what a Ctrl-C checkpoint records
+    if self._interrupt_pending:  # a Ctrl-C during the last step, held back until it was complete
+        raise KeyboardInterrupt
+    self._step_open = True  # from here to after_step a Ctrl-C waits (the Ctrl-C section)
+    self._rng_before_step = rng_states()
     counts = [int((y >= 0).sum()) for _, y in micro_batches]
     total = all_reduce_sum(sum(counts), self.dist)  # counted targets of the whole step, all ranks
     self.model.zero_grad(set_to_none=True)
@@ -255,16 +267,39 @@ def progress_bar(self, total: int):
     return super(Trainer, self).progress_bar(total)
 
 
+import signal
+import threading
+
+
+@add_to_class(Trainer)
+def _on_sigint(self, signum, frame) -> None:
+    """Ctrl-C: at once between steps; during a step, as soon as it is complete (`step` raises it)."""
+    if self._step_open:
+        self._interrupt_pending = True
+    else:
+        raise KeyboardInterrupt
+
+
 @add_to_class(Trainer)
 def train(self) -> dict[str, list[float]]:
-    """Chapter 6's loop; a Ctrl-C (KeyboardInterrupt) saves a checkpoint, says where, and returns the history."""
-    self.interrupted, self._finished = False, False
+    """Chapter 6's loop; a Ctrl-C saves a checkpoint of the last complete step, says where, and returns the history.
+
+    A Ctrl-C (SIGINT) that arrives during a step is held back until the step is complete, so the
+    checkpoint never holds one step's weights under another step's number.
+    """
+    self.interrupted, self._finished, self._interrupt_pending = False, False, False
+    main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
     try:
         return super(Trainer, self).train()
     except KeyboardInterrupt:
         if self._finished:  # raised by an on_train_end callback: the run itself is complete and saved
             raise
         self.interrupted = True
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    self._step_open = False
     self._save_on_interrupt()
     self._fire("on_train_end")
     return self.history

@@ -215,8 +215,7 @@ def train(self) -> dict[str, list[float]]:
 @add_to_class(Trainer)
 def after_step(self, bar, total: int) -> None:
     """Record the step, show it, tell the callbacks, and evaluate every `eval_interval` steps."""
-    for key, value in (("iter", self.iter_num), ("train_loss", self.loss), ("lr", self.lr)):
-        self.history[key].append(value)
+    self.record_step()
     bar.update(1)
     if self.iter_num % 10 == 0 or self.iter_num == total:
         bar.set_postfix(loss=f"{self.loss:.4f}", lr=f"{self.lr:.2e}", refresh=False)
@@ -237,6 +236,13 @@ def end_of_training(self) -> None:
     """A last evaluation, unless the last step was just evaluated."""
     if self.test_dataset is not None and self.history["eval_iter"][-1:] != [self.iter_num]:
         self.evaluate_and_save()
+
+
+@add_to_class(Trainer)
+def record_step(self) -> None:
+    """The step just taken, into the history."""
+    for key, value in (("iter", self.iter_num), ("train_loss", self.loss), ("lr", self.lr)):
+        self.history[key].append(value)
 
 
 @add_to_class(Trainer)
