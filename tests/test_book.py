@@ -48,3 +48,26 @@ def test_chapter_follows_the_house_rules(path):
     assert "get_device(" in code, "picks cuda, then mps, then cpu"
     assert re.search(r"^\s*(assert |torch\.testing\.assert_close)", code, flags=re.M), "asserts that prove it"
     assert "plt." in code or "matplotlib" in code, "at least one figure"
+
+
+def test_book_sh_names_the_chapters_whose_execution_failed(tmp_path):
+    """tools/executed.py (run by tools/book.sh after every build) finds a chapter whose current code has no
+    successful execution in the cache, which is what a failing cell leaves behind."""
+    import nbformat
+    import sys as _sys
+    from jupyter_cache import get_cache
+
+    _sys.path.insert(0, str(ROOT / "tools"))
+    import executed
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "01_demo.ipynb"
+    nbformat.write(nb, str(path))
+    cache_dir = tmp_path / "cache"
+    assert executed.unexecuted([path], cache_dir) == [path]  # never executed
+    get_cache(str(cache_dir)).cache_notebook_file(str(path), check_validity=False)
+    assert executed.unexecuted([path], cache_dir) == []
+    nb.cells[0].source = "x = 2"  # the code changed since: its old execution does not count
+    nbformat.write(nb, str(path))
+    assert executed.unexecuted([path], cache_dir) == [path]

@@ -33,6 +33,10 @@ fi
 if [ "$execute" = 0 ]; then touch _build/html/.no-execute; else rm -f _build/html/.no-execute; fi
 index="$PWD/_build/html/index.html"
 echo "The book is at file://$index"
+# a plain build exits 0 when a cell fails: say which chapters failed, loudly, and exit 1
+status=0
+if [ "$execute" = 1 ]; then python tools/executed.py _build/.jupyter_cache || status=1; fi
 if [ "$open" = 1 ] && [ -z "${CI:-}" ]; then
   python -m webbrowser -t "file://$index" >/dev/null 2>&1 || true
 fi
+exit $status
