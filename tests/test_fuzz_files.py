@@ -99,3 +99,19 @@ def test_hf_pickled_weights_are_refused_with_the_files_name(originals, tmp_path)
     (work / "pytorch_model.bin").write_bytes(pickle.dumps({"transformer.wte.weight": Evil()}))
     with pytest.raises(CheckpointError, match=r"pytorch_model.bin: refused to load.*pickle runs code"):
         load_pretrained(work)
+
+
+def test_a_checkpoint_missing_the_tied_embedding_names_the_file():
+    import json as _json
+
+    from safetensors.torch import save
+
+    from mingpt.checkpoint import weights_from_bytes, weights_to_bytes
+
+    model = tiny_gpt()
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items() if k not in ("transformer.wte.weight",
+                                                                                     "lm_head.weight")}
+    data = save(tensors, metadata={"format": "pt", "aliases": _json.dumps({"lm_head.weight": "transformer.wte.weight"})})
+    with pytest.raises(CheckpointError, match=r"step_7/model.safetensors is not a readable safetensors file.*KeyError"):
+        weights_from_bytes(data, source="step_7/model.safetensors")
+    assert set(weights_from_bytes(weights_to_bytes(model))) == set(model.state_dict())  # the intact one loads
