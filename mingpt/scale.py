@@ -223,7 +223,7 @@ def step(self, micro_batches: list) -> float:
     """
     if self._interrupt_pending:  # a Ctrl-C during the last step, held back until it was complete
         raise KeyboardInterrupt
-    self._step_open = True  # from here to after_step a Ctrl-C waits (the Ctrl-C section)
+    self._step_open = True  # from here to record_step a Ctrl-C waits (the Ctrl-C section)
     self._rng_before_step = rng_states()
     counts = [int((y >= 0).sum()) for _, y in micro_batches]
     total = all_reduce_sum(sum(counts), self.dist)  # counted targets of the whole step, all ranks
@@ -239,7 +239,7 @@ def step(self, micro_batches: list) -> float:
     self.tokens += total  # tokens that count towards the loss
     self.set_lr(self.lr_at(self.tokens))
     self.optimizer_step()
-    self._step_batches = len(micro_batches)  # after_step moves the position on by as many
+    self._step_batches = len(micro_batches)  # record_step moves the position on by as many
     self._rng_before_step = None
     # float(): one device-to-host sync per step, after the step's kernels are queued
     return all_reduce_sum(float(loss), self.dist) / self.dist.world_size
