@@ -124,7 +124,7 @@ class Trainer(trainer.Trainer):
 
     def forward_backward(self, x, y, weight: float = 1.0) -> torch.Tensor:
         """Chapter 6's; if the first compiled step fails, warn and go on with the plain model."""
-        if not self.config.compile or self._compile_checked:
+        if not self.config.compile or self._compile_checked or self._compile_failed:
             return super().forward_backward(x, y, weight)
         try:
             loss = super().forward_backward(x, y, weight)
