@@ -51,13 +51,13 @@ def _distribution_bars(ax, dist: torch.Tensor, base: torch.Tensor, order: torch.
     n = len(order)
     ax.bar(range(n), dist[order].numpy(), color="tab:blue", alpha=0.8, label="after the settings")
     ax.bar(range(n), base[order].numpy(), color="none", edgecolor="black", linewidth=0.8, zorder=3,
-           label="the model (T = 1)")
+           label="the model (τ = 1)")
     ax.set_xticks(range(n), labels)
     ax.set(xlabel="next token", ylabel="probability", title=title, ylim=(0, 1))
 
 
 def _setting_title(temperature: float, top_k: int | None, top_p: float | None) -> str:
-    parts = [f"T = {temperature:g}"] + ([f"top-k = {top_k}"] if top_k else []) + \
+    parts = [f"τ = {temperature:g}"] + ([f"top-k = {top_k}"] if top_k else []) + \
         ([f"top-p = {top_p:g}"] if top_p is not None and top_p < 1 else [])
     return ", ".join(parts)
 
@@ -73,7 +73,7 @@ class _SamplingModel:
             logits, _ = model(idx[:, -model.get_block_size():].to(next(model.parameters()).device))  # (1, T, V)
         self.last_logits = logits[:, -1, :].float().cpu()  # (1, V)
         self.base = torch.softmax(self.last_logits, dim=-1)[0]  # (V,)
-        self.order = self.base.argsort(descending=True)[:top]  # the `top` likeliest tokens at T = 1
+        self.order = self.base.argsort(descending=True)[:top]  # the `top` likeliest tokens at τ = 1
         self.labels = [visible(decode([i])) for i in self.order.tolist()]
         self.vocab_size = self.base.numel()
 

@@ -50,6 +50,68 @@ def test_chapter_follows_the_house_rules(path):
     assert "plt." in code or "matplotlib" in code, "at least one figure"
 
 
+def try_this_items(nb: dict) -> list[int]:
+    """The item numbers of a chapter's numbered "Try this" list."""
+    (text,) = ["".join(c["source"]) for c in nb["cells"]
+               if c["cell_type"] == "markdown" and re.search(r"^## Try this", "".join(c["source"]), re.M)]
+    return [int(n) for n in re.findall(r"^(\d+)\. ", text, flags=re.M)]
+
+
+def solved_items(nb: dict) -> set[int]:
+    """Items with a solution: a folded code cell labelled "Solution N", or a dropdown "Solution N"."""
+    solved = set()
+    for c in nb["cells"]:
+        src = "".join(c["source"])
+        meta = c.get("metadata", {})
+        label = meta.get("mystnb", {}).get("code_prompt_show", "")
+        if c["cell_type"] == "code" and "hide-cell" in meta.get("tags", []) and re.fullmatch(r"Solution \d+", label):
+            solved.add(int(label.split()[1]))
+        if c["cell_type"] == "markdown":
+            solved |= {int(n) for n in re.findall(r"^:::\{dropdown\} Solution (\d+)", src, flags=re.M)}
+    return solved
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_ends_with_a_summary_and_solved_exercises(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    md = [("".join(c["source"])) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    (summary,) = [m for m in md if m.startswith("## Summary")]
+    bullets = re.findall(r"^- ", summary, flags=re.M)
+    assert 3 <= len(bullets) <= 5, f"a summary of 3 to 5 points, not {len(bullets)}"
+    assert md.index(summary) == next(i for i, m in enumerate(md) if m.startswith("## Try this")) - 1, \
+        "the summary comes right before the exercises"
+    items = try_this_items(nb)
+    assert items == list(range(1, len(items) + 1)) and 3 <= len(items) <= 5, f"a numbered list of 3 to 5: {items}"
+    missing = set(items) - solved_items(nb)
+    assert not missing, f"exercises without a solution: {sorted(missing)}"
+
+
+def test_the_solution_check_catches_a_missing_solution():
+    nb = json.loads(CHAPTERS[0].read_text(encoding="utf-8"))
+    assert set(try_this_items(nb)) <= solved_items(nb)
+    nb["cells"] = [c for c in nb["cells"] if not "".join(c["source"]).startswith("# Solution 1")
+                   and ":::{dropdown} Solution 1" not in "".join(c["source"])]
+    assert 1 not in solved_items(nb)
+
+
+CONCEPT_FIGURES = {  # the pictures a reader must hold in their head, each drawn by code in its chapter
+    "03_attention": ["figure-qkv", "figure-reshape"], "04_block": ["figure-block"], "06_trainer": ["figure-loop"],
+    "10_bpe": ["figure-bpe"], "12_fast_generation": ["figure-kvcache"], "13_fast_training": ["figure-bits"],
+    "14_training": ["figure-resume"],
+}
+
+
+@pytest.mark.parametrize("stem", CONCEPT_FIGURES)
+def test_concept_figures_are_drawn_in_their_chapter(stem):
+    nb = json.loads((ROOT / "book" / f"{stem}.ipynb").read_text(encoding="utf-8"))
+    figures = {c["id"]: c for c in nb["cells"] if c.get("id", "").startswith("figure-")}
+    for cid in CONCEPT_FIGURES[stem]:
+        cell = figures[cid]
+        src = "".join(cell["source"])
+        assert src.startswith("# The picture:") and "plt.show()" in src, cid
+        assert "hide-input" in cell["metadata"].get("tags", []), f"{cid}: the drawing code is folded away"
+
+
 def test_book_sh_names_the_chapters_whose_execution_failed(tmp_path):
     """tools/executed.py (run by tools/book.sh after every build) finds a chapter whose current code has no
     successful execution in the cache, which is what a failing cell leaves behind."""

@@ -1,7 +1,8 @@
 """Keep the chapters clean: `python tools/notebooks.py {clean,check,record,colab} [NOTEBOOK ...]`.
 
-Chapters are committed without outputs, execution counts or editor metadata, so a diff shows
-only what a person changed. The one exception: a cell tagged `nbval-check-output` keeps its
+Chapters are committed without outputs, execution counts or editor metadata (a cell keeps its
+tags and its `mystnb` settings, such as the label of a solution's toggle), so a diff shows only
+what a person changed. The one exception: a cell tagged `nbval-check-output` keeps its
 text output (and the execution count 1, without which nbval takes it for an unrun cell),
 because nbval compares that cell's fresh output with it (`record` runs a chapter and stores
 those outputs). A `#| default_exp` cell is tagged `remove-output`, so the module docstring it
@@ -83,7 +84,8 @@ def clean(nb: dict) -> dict:
         if cell["cell_type"] == "code" and "".join(cell["source"]).startswith("#| default_exp") \
                 and "remove-output" not in tags:
             tags = tags + ["remove-output"]
-        cell["metadata"] = {"tags": tags} if tags else {}
+        mystnb = cell.get("metadata", {}).get("mystnb")  # e.g. a solution toggle's label, shown by the website
+        cell["metadata"] = ({"tags": tags} if tags else {}) | ({"mystnb": mystnb} if mystnb else {})
         if not cell.get("attachments"):
             cell.pop("attachments", None)
         if cell["cell_type"] == "code":
