@@ -97,7 +97,7 @@ def test_the_solution_check_catches_a_missing_solution():
 CONCEPT_FIGURES = {  # the pictures a reader must hold in their head, each drawn by code in its chapter
     "03_attention": ["figure-qkv", "figure-reshape"], "04_block": ["figure-block"], "06_trainer": ["figure-loop"],
     "10_bpe": ["figure-bpe"], "12_fast_generation": ["figure-kvcache"], "13_fast_training": ["figure-bits"],
-    "14_training": ["figure-resume"],
+    "11_gpt2_weights": ["figure-hfmap"], "14_training": ["figure-resume"],
 }
 
 
