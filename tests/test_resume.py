@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from mingpt.checkpoint import latest_checkpoint, weights_from_bytes
@@ -20,10 +21,11 @@ def run(out: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=120, check=True)
 
 
-def test_sigkill_and_resume_is_bit_identical(tmp_path):
-    run(tmp_path / "whole")
+@pytest.mark.parametrize("variant", [[], ["--lora"]], ids=["full", "lora"])
+def test_sigkill_and_resume_is_bit_identical(tmp_path, variant):
+    run(tmp_path / "whole", *variant)
     kill_at = random.SystemRandom().randint(6, 36)  # after the first checkpoint (step 4), before the end (40)
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(tmp_path / "killed"), "--delay", "0.05"], env=ENV,
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(tmp_path / "killed"), "--delay", "0.05", *variant], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     seen = 0
     for line in proc.stdout:
@@ -37,7 +39,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     assert not (tmp_path / "killed" / "final.safetensors").exists()
     resumed_from = latest_checkpoint(tmp_path / "killed" / "ckpt")
     assert resumed_from is not None and resumed_from.name <= f"step_{seen:08d}"
-    out = run(tmp_path / "killed", "--resume").stdout
+    out = run(tmp_path / "killed", "--resume", *variant).stdout
     first_step = int(out.split()[1])
     assert first_step == int(resumed_from.name.split("_")[1]) + 1, out[:200]
 

@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/ckpt")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to sleep after each step")
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--lora", action="store_true", help="train LoRA adapters (chapter 15) instead of every weight")
     args = parser.parse_args()
     torch.set_num_threads(1)
     set_seed(1234)
@@ -32,6 +33,10 @@ def main() -> None:
     test = CharDataset(TEXT[:100], block_size=8, chars=train.chars)
     model = GPT(GPTConfig(train.vocab_size, 8, n_layer=1, n_head=2, n_embd=16,
                           embd_pdrop=0.1, resid_pdrop=0.1, attn_pdrop=0.1))
+    if args.lora:
+        from mingpt.lora import apply_lora
+
+        apply_lora(model, rank=2, alpha=4.0, dropout=0.1)  # adapter dropout: one more RNG for the resume
     args.out.mkdir(exist_ok=True)
     config = TrainerConfig(batch_size=8, grad_accum_steps=2, learning_rate=3e-3, lr_decay=True, warmup_tokens=500,
                            final_tokens=args.steps * 128, max_iters=args.steps, eval_interval=10, eval_iters=2,
