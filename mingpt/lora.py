@@ -9,6 +9,8 @@ from fnmatch import fnmatchcase
 import torch
 import torch.nn as nn
 
+from mingpt.hf import CheckpointError, import_safetensors, reading, short_list  # chapter 11
+
 
 def check_rank(base: nn.Linear, rank, name: str) -> None:
     """A rank from 1 to the smaller side of the weight; anything else is a ValueError naming the layer."""
@@ -98,8 +100,6 @@ def apply_lora(model: nn.Module, targets=DEFAULT_TARGETS, rank: int = 8, alpha: 
     Returns the wrapped layers' names. A pattern that matches no Linear is an error that lists
     the Linear layers there are, so a typo never trains nothing in silence.
     """
-    from mingpt.hf import short_list
-
     targets = [targets] if isinstance(targets, str) else list(targets)
     if any(isinstance(m, LoRALinear) for m in model.modules()):
         raise ValueError("the model already has LoRA layers; apply_lora once, or merge_and_unload() first")
@@ -169,8 +169,6 @@ BASE_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")  # wha
 
 def save_adapter(model: nn.Module, folder) -> Path:
     """Write only the LoRA matrices (safetensors) and their settings, with the base they belong to."""
-    from mingpt.hf import import_safetensors
-
     layers = lora_layers(model)
     if not layers:
         raise ValueError("the model has no LoRA layers to save; call apply_lora first")
@@ -193,8 +191,6 @@ def save_adapter(model: nn.Module, folder) -> Path:
 
 def load_adapter(model: nn.Module, folder) -> nn.Module:
     """Apply a saved adapter to a fresh copy of its base model; every mismatch is named."""
-    from mingpt.hf import CheckpointError, import_safetensors, reading
-
     folder = Path(folder)
     for f in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (folder / f).is_file():
