@@ -184,20 +184,20 @@ def _steps(model, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use
         B, T0 = idx.shape
         seq = torch.empty(B, T0 + max_new_tokens, dtype=torch.long, device=device)  # allocated once
         seq[:, :T0] = idx
-        cache = KVCache(model.config, B, device, model.lm_head.weight.dtype) if use_cache else None
+        cache = model.new_kv_cache(B, device, model.lm_head.weight.dtype) if use_cache else None
         if stop_ids is not None:
             stops = torch.tensor(stop_ids, device=device)
             finished = torch.zeros(B, dtype=torch.bool, device=device)
         for t in range(T0, T0 + max_new_tokens):
             if cache is not None and cache.length and t <= block_size:  # tokens up to t - 2 cached: the cheap step
-                logits = decode_step(model, seq[:, t - 1], cache)  # (B, V)
+                logits = model.decode_step(seq[:, t - 1], cache)  # (B, V)
             else:
                 window = seq[:, max(0, t - block_size):t]  # what chapter 7 feeds: the last block_size tokens
                 if cache is None:
                     logits = model(window)[0][:, -1]  # (B, V): the whole window, every step
                 else:  # the prompt, or a window that moved past block_size: every position changed
                     cache.reset()
-                    logits = forward_cached(model, window, cache)  # (B, V), filling the cache
+                    logits = model.forward_cached(window, cache)  # (B, V), filling the cache
             nxt = next_token(logits, temperature, do_sample, top_k, top_p)[:, 0]  # (B,): chapter 7's choice
             if stop_ids is not None:
                 nxt = torch.where(finished, seq[:, t - 1], nxt)  # a finished row repeats its stop token
@@ -246,3 +246,15 @@ from mingpt.utils import add_to_class
 
 add_to_class(GPT)(generate)  # model.generate(idx, ...) is generate(model, idx, ...)
 add_to_class(GPT)(stream)
+
+
+@add_to_class(GPT)
+def new_kv_cache(self, batch_size: int, device=None, dtype: torch.dtype = torch.float32) -> KVCache:
+    """An empty cache for this model; `generate` reads it only through the three methods here."""
+    return KVCache(self.config, batch_size, device, dtype)
+
+
+# The loop calls the cache's operations as methods, so that a model with other blocks (the
+# modern switches of chapter 16) brings its own cache and keeps generate, stream and stop tokens.
+add_to_class(GPT)(forward_cached)  # model.forward_cached(idx, cache)
+add_to_class(GPT)(decode_step)  # model.decode_step(tokens, cache)
