@@ -22,8 +22,10 @@ def test_quick_run_prints_one_table():
     assert lines[1].split()[:2] == ["measurement", "setting"] and set(lines[2]) <= {"-", " "}
     body = lines[3:]
     assert [re.split(r"\s{2,}", line)[0] for line in body] == [
-        "matmul peak", "training fp32", "training fp32", "training MFU", "generation", "generation"]
-    assert sum(line.rstrip().endswith("x") for line in body) == 2  # SDPA and the KV cache, each with its ratio
+        "matmul peak", "training fp32", "training fp32", "training MFU", "generation", "generation",
+        "generation, Llama recipe", "generation, Llama recipe"]  # the last two from chapter 16 (mingpt.modern)
+    assert sum(line.rstrip().endswith("x") for line in body) == 3  # SDPA, the KV cache, GQA: each with its ratio
+    assert "multi-head, 2 kv heads" in out.stdout and "grouped-query, 1 kv head:" in out.stdout
     assert "KV cache" in out.stdout and "MFU" in out.stdout and "GFLOP/s" in out.stdout
 
 
@@ -31,9 +33,9 @@ def test_rows_and_table():
     rows = run(n_layer=1, n_head=1, n_embd=8, block_size=8, batch_size=2, train_steps=1, gen_block_size=16,
                gen_tokens=4, matmul_size=64, device="cpu", bf16=True)
     assert [r["what"] for r in rows] == ["matmul peak", "training fp32", "training fp32", "training MFU",
-                                          "training bf16", "generation", "generation"]
+                                          "training bf16", "generation", "generation", "generation, Llama recipe"]
     assert all(r["value"] > 0 for r in rows)
-    assert [r["ratio"] is not None for r in rows] == [False, False, True, False, True, False, True]
+    assert [r["ratio"] is not None for r in rows] == [False, False, True, False, True, False, True, False]
     table = format_table(rows).splitlines()
     assert len(table) == 2 + len(rows) and len({len(line.rstrip()) for line in table[:2]}) == 1  # header and rule align
 

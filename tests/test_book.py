@@ -98,6 +98,7 @@ CONCEPT_FIGURES = {  # the pictures a reader must hold in their head, each drawn
     "03_attention": ["figure-qkv", "figure-reshape"], "04_block": ["figure-block"], "06_trainer": ["figure-loop"],
     "10_bpe": ["figure-bpe"], "12_fast_generation": ["figure-kvcache"], "13_fast_training": ["figure-bits"],
     "11_gpt2_weights": ["figure-hfmap"], "14_training": ["figure-resume"],
+    "16_modern_gpt": ["figure-rope", "figure-gqa"], "17_llama_checkpoints": ["figure-llama-names", "figure-llama3"],
 }
 
 
