@@ -287,3 +287,18 @@ def test_streaming_stops_at_the_stop_token():
     streamed = [t.item() for t in model.stream(torch.zeros(1, 3, dtype=torch.long), 10, stop_tokens=stop)]
     assert streamed == first[:first.index(stop) + 1]
     assert math.isfinite(model(torch.zeros(1, 3, dtype=torch.long))[0].sum().item())
+
+
+def test_import_mingpt_gives_the_modern_gpt_its_llama_loader(tmp_path):
+    """mingpt/__init__.py imports chapter 17, so `from mingpt.modern import GPT` alone saves and loads Llama folders."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom mingpt.modern import GPT, GPTConfig, LLAMA_RECIPE\n"
+            "m = GPT(GPTConfig(50, 16, n_layer=1, n_head=2, n_embd=16, n_kv_head=1, **LLAMA_RECIPE))\n"
+            f"m.save_pretrained({str(tmp_path)!r})\nback = GPT.from_pretrained({str(tmp_path)!r})\n"
+            "assert type(back).__module__ == 'mingpt.llama', type(back)\n"
+            "assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), back.state_dict().values()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "model.safetensors").is_file()
