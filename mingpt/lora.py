@@ -223,5 +223,6 @@ def load_adapter(model: nn.Module, folder) -> nn.Module:
             if saved is None or saved.shape != wanted.shape:
                 raise CheckpointError(f"{folder / ADAPTER_WEIGHTS}: {name}.{ab}.weight is "
                                       f"{'missing' if saved is None else tuple(saved.shape)}, expected {tuple(wanted.shape)}")
-            wanted.data.copy_(saved)
+            with torch.no_grad():  # an in-place write the tensor's version counts, unlike one through .data
+                wanted.copy_(saved)
     return model

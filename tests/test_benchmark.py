@@ -11,6 +11,8 @@ import pytest
 from mingpt.benchmark import format_table, main, run
 
 ROOT = Path(__file__).resolve().parent.parent
+# chapter 18's rows (mingpt.instruct): a second call's first tokens, gathered or kept; short answers against transformers
+CHAT_ROWS = ["chat: first 2 tokens"] * 2 + ["chat: 5-token answer"] * 2 + ["chat: 20-token answer"] * 2
 
 
 def test_quick_run_prints_one_table():
@@ -23,8 +25,9 @@ def test_quick_run_prints_one_table():
     body = lines[3:]
     assert [re.split(r"\s{2,}", line)[0] for line in body] == [
         "matmul peak", "training fp32", "training fp32", "training MFU", "generation", "generation",
-        "generation, Llama recipe", "generation, Llama recipe"]  # the last two from chapter 16 (mingpt.modern)
-    assert sum(line.rstrip().endswith("x") for line in body) == 3  # SDPA, the KV cache, GQA: each with its ratio
+        *CHAT_ROWS, "generation, Llama recipe", "generation, Llama recipe"]  # chapters 18 and 16, by module name
+    assert sum(line.rstrip().endswith("x") for line in body) == 6  # SDPA, the KV cache, 3 chat rows, GQA
+    assert "weights kept with the model" in out.stdout and "transformers' generate" in out.stdout
     assert "multi-head, 2 kv heads" in out.stdout and "grouped-query, 1 kv head:" in out.stdout
     assert "KV cache" in out.stdout and "MFU" in out.stdout and "GFLOP/s" in out.stdout
 
@@ -33,9 +36,11 @@ def test_rows_and_table():
     rows = run(n_layer=1, n_head=1, n_embd=8, block_size=8, batch_size=2, train_steps=1, gen_block_size=16,
                gen_tokens=4, matmul_size=64, device="cpu", bf16=True)
     assert [r["what"] for r in rows] == ["matmul peak", "training fp32", "training fp32", "training MFU",
-                                          "training bf16", "generation", "generation", "generation, Llama recipe"]
+                                          "training bf16", "generation", "generation", *CHAT_ROWS,
+                                          "generation, Llama recipe"]
     assert all(r["value"] > 0 for r in rows)
-    assert [r["ratio"] is not None for r in rows] == [False, False, True, False, True, False, True, False]
+    assert [r["ratio"] is not None for r in rows] == [False, False, True, False, True, False, True,
+                                                      False, True, False, True, False, True, False]
     table = format_table(rows).splitlines()
     assert len(table) == 2 + len(rows) and len({len(line.rstrip()) for line in table[:2]}) == 1  # header and rule align
 

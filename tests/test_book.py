@@ -99,6 +99,7 @@ CONCEPT_FIGURES = {  # the pictures a reader must hold in their head, each drawn
     "10_bpe": ["figure-bpe"], "12_fast_generation": ["figure-kvcache"], "13_fast_training": ["figure-bits"],
     "11_gpt2_weights": ["figure-hfmap"], "14_training": ["figure-resume"],
     "16_modern_gpt": ["figure-rope", "figure-gqa"], "17_llama_checkpoints": ["figure-llama-names", "figure-llama3"],
+    "18_instruction_tuning": ["figure-padding", "figure-latency"],
 }
 
 

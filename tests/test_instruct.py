@@ -267,3 +267,113 @@ def test_chat_command_refuses_what_is_not_a_chat_model(chat_folder, tmp_path, ca
     run = subprocess.run([sys.executable, "-m", "mingpt.chat", str(folder), "--greedy", "--max-new-tokens", "5"],
                          input="hello\n", capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.count("bot> ") == 1, run.stderr
+
+
+# --- A chat answers at once: decode weights kept with the model (chapter 18, over chapter 12's seam) ---
+
+def test_a_second_generate_call_gathers_nothing(monkeypatch):
+    import mingpt.instruct as instruct
+
+    model, calls = tiny("gpt2"), []
+    real = instruct._decode_weights
+    monkeypatch.setattr(instruct, "_decode_weights", lambda m: calls.append(m) or real(m))
+    prompt = torch.tensor([[5, 6, 7]])
+    first = model.generate(prompt, 8)
+    assert torch.equal(model.generate(prompt, 8), first) and len(calls) == 1
+    model.generate(torch.tensor([[1, 2], [3, 4]]), 4)  # another batch size: the same weights serve it
+    assert len(calls) == 1
+
+
+CHANGES = ["optimizer step", "load_state_dict", "in-place under no_grad", "nn.init", "double then float",
+           "LoRA adapter loaded", "LoRA merged"]
+
+
+def _change(name: str, model, tmp):
+    """`model` with its weights changed the way `name` says; the model itself, or (LoRA) a model built on it."""
+    from mingpt.lora import apply_lora, load_adapter, merge_lora, save_adapter
+
+    if name == "optimizer step":
+        model(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 4]]))[1].backward()
+        torch.optim.SGD(model.parameters(), lr=1.0).step()
+    elif name == "load_state_dict":
+        model.load_state_dict(tiny("gpt2", seed=5).state_dict())
+    elif name == "in-place under no_grad":
+        with torch.no_grad():
+            model.lm_head.weight.mul_(-1)
+    elif name == "nn.init":
+        torch.nn.init.normal_(model.transformer.h[1].mlp.c_fc.weight)
+    elif name == "double then float":  # new storage twice; the first address may well come back
+        model.double().float()
+    elif name.startswith("LoRA"):  # load_adapter writes the saved matrices into a LoRA copy of its base
+        trained = copy.deepcopy(model)
+        apply_lora(trained, targets=("c_attn",), rank=2, alpha=4)
+        with torch.no_grad():
+            for p in trained.parameters():
+                if p.requires_grad:
+                    p.normal_()
+        save_adapter(trained, tmp / "adapter")
+        model = load_adapter(model, tmp / "adapter")
+        if name == "LoRA merged":
+            model = merge_lora(model)
+    return model
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_kept_weights_are_gathered_again_after_every_change(change, tmp_path):
+    from mingpt.instruct import forget_decode_weights, kept_decode_weights
+
+    model = tiny("gpt2")
+    prompt = torch.tensor([[5, 6, 7, 8]])
+    model.generate(prompt, 6)  # gathers and keeps
+    before = kept_decode_weights(model)
+    changed = _change(change, model, tmp_path)
+    kept_answer = changed.generate(prompt, 12)
+    assert torch.equal(kept_answer, changed.generate(prompt, 12, use_cache=False)), change  # no cache: no kept weights
+    forget_decode_weights(changed)
+    assert torch.equal(kept_answer, changed.generate(prompt, 12))  # the same as weights gathered afresh
+    assert kept_decode_weights(changed) is not before
+
+
+def test_a_write_through_data_is_not_seen_until_forgotten():
+    from mingpt.instruct import forget_decode_weights
+
+    model = tiny("gpt2")
+    prompt = torch.tensor([[5, 6, 7, 8]])
+    model.generate(prompt, 6)
+    model.lm_head.weight.data.mul_(-1)  # bypasses the version counter on purpose
+    stale = model.generate(prompt, 12)
+    forget_decode_weights(model)
+    assert not torch.equal(stale, model.generate(prompt, 12))  # the key's documented limit
+    assert torch.equal(model.generate(prompt, 12), model.generate(prompt, 12, use_cache=False))
+
+
+def test_kept_weights_go_with_the_model():
+    import gc
+
+    from mingpt.instruct import _kept
+
+    model = tiny("gpt2")
+    model.generate(torch.tensor([[1, 2]]), 3)
+    assert model in _kept
+    n = len(_kept)
+    del model
+    gc.collect()
+    assert len(_kept) == n - 1
+
+
+def test_chat_widget_streams_into_its_transcript_and_resets(chat_folder):
+    pytest.importorskip("ipywidgets")
+    from mingpt.chat import chat_widget, transcript_html
+
+    folder, _ = chat_folder
+    model, tok, template = load_chat_model(folder)
+    session = ChatSession(model, tok, template, max_new_tokens=8)
+    explorer = chat_widget(session)
+    explorer.update("hello <there>")
+    assert [m["role"] for m in session.history] == ["user", "assistant"]
+    transcript = explorer.widget.children[0].value
+    assert "hello &lt;there&gt;" in transcript and transcript == transcript_html(session)  # escaped, up to date
+    explorer.controls["message"].value = "how are you?"  # what pressing Enter in the box does
+    assert len(session.history) == 4 and explorer.controls["message"].value == ""
+    explorer.controls["reset"].click()
+    assert session.history == [] and "no messages yet" in explorer.widget.children[0].value
