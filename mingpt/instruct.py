@@ -307,7 +307,7 @@ def word_f1(prediction: str, reference: str) -> float:
 
 import weakref
 
-from mingpt.kvcache import KVCache, _decode_weights  # chapter 12: the cache, and what its fast step reads
+from mingpt.kvcache import KVCache, gather_decode_weights  # chapter 12: the cache, and what its fast step reads
 from mingpt.model import GPT, GPTConfig  # chapter 5
 from mingpt.utils import add_to_class
 
@@ -330,7 +330,7 @@ def kept_decode_weights(model: GPT) -> tuple:
     """
     key, entry = weights_key(model), _kept.get(model)
     if entry is None or entry[0] != key:
-        entry = _kept[model] = (key, _decode_weights(model), [p.detach() for p in model.parameters()])
+        entry = _kept[model] = (key, gather_decode_weights(model), [p.detach() for p in model.parameters()])
     return entry[1]
 
 
@@ -354,7 +354,7 @@ def benchmark_rows(device: str, sizes: dict, generation_speed) -> list[dict]:
     The first two tokens of a second call with the weights gathered every call (chapter 12) and kept; then
     tokens/s of 5- and 20-token answers, transformers' generate (when installed) against ours, same weights.
     """
-    from mingpt.benchmark import _best_time  # chapter 13's timer
+    from mingpt.benchmark import best_time  # chapter 13's timer
     from mingpt.hf import config_to_hf, hf_state_dict  # chapter 11's mapping to transformers' GPT-2
 
     config = GPTConfig(50257, max(sizes["gen_block_size"], 32), n_layer=sizes["n_layer"],
@@ -363,8 +363,8 @@ def benchmark_rows(device: str, sizes: dict, generation_speed) -> list[dict]:
     torch.manual_seed(0)
     model = GPT(config).to(device).eval()
     message = torch.randint(0, config.vocab_size, (1, 8), device=device)  # (1, 8)
-    every_call = _best_time(lambda: (forget_decode_weights(model), model.generate(message, 2)), device, 3)
-    kept = _best_time(lambda: model.generate(message, 2), device, 3)
+    every_call = best_time(lambda: (forget_decode_weights(model), model.generate(message, 2)), device, 3)
+    kept = best_time(lambda: model.generate(message, 2), device, 3)
     setting = f"8-token prompt, {config.n_layer} layers, {config.n_embd} dims, GPT-2's vocabulary"
     rows = [dict(what="chat: first 2 tokens", setting="weights gathered every call, " + setting, value=every_call * 1e3,
                  unit="ms", ratio=None),
@@ -378,9 +378,9 @@ def benchmark_rows(device: str, sizes: dict, generation_speed) -> list[dict]:
     hf.load_state_dict(hf_state_dict(model), strict=False)  # lm_head is tied to wte, as in ours
     hf.to(device).eval()
     for new in (5, 20):
-        theirs = _best_time(lambda: hf.generate(message, attention_mask=torch.ones_like(message), max_new_tokens=new,
+        theirs = best_time(lambda: hf.generate(message, attention_mask=torch.ones_like(message), max_new_tokens=new,
                                                 min_new_tokens=new, do_sample=False, pad_token_id=0), device, 3)
-        ours = _best_time(lambda: model.generate(message, new), device, 3)
+        ours = best_time(lambda: model.generate(message, new), device, 3)
         rows += [dict(what=f"chat: {new}-token answer", setting="transformers' generate, the same weights",
                       value=new / theirs, unit="tokens/s", ratio=None),
                  dict(what=f"chat: {new}-token answer", setting="mingpt's generate", value=new / ours, unit="tokens/s",

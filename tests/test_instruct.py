@@ -275,8 +275,8 @@ def test_a_second_generate_call_gathers_nothing(monkeypatch):
     import mingpt.instruct as instruct
 
     model, calls = tiny("gpt2"), []
-    real = instruct._decode_weights
-    monkeypatch.setattr(instruct, "_decode_weights", lambda m: calls.append(m) or real(m))
+    real = instruct.gather_decode_weights
+    monkeypatch.setattr(instruct, "gather_decode_weights", lambda m: calls.append(m) or real(m))
     prompt = torch.tensor([[5, 6, 7]])
     first = model.generate(prompt, 8)
     assert torch.equal(model.generate(prompt, 8), first) and len(calls) == 1
