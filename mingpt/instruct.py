@@ -357,9 +357,8 @@ def benchmark_rows(device: str, sizes: dict, generation_speed) -> list[dict]:
     from mingpt.benchmark import best_time  # chapter 13's timer
     from mingpt.hf import config_to_hf, hf_state_dict  # chapter 11's mapping to transformers' GPT-2
 
-    config = GPTConfig(50257, max(sizes["gen_block_size"], 32), n_layer=sizes["n_layer"],
-                              n_head=sizes["n_head"], n_embd=sizes["n_embd"], embd_pdrop=0.0, resid_pdrop=0.0,
-                              attn_pdrop=0.0)
+    config = GPTConfig(50257, max(sizes["gen_block_size"], 32), n_layer=sizes["n_layer"], n_head=sizes["n_head"],
+                       n_embd=sizes["n_embd"], embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
     torch.manual_seed(0)
     model = GPT(config).to(device).eval()
     message = torch.randint(0, config.vocab_size, (1, 8), device=device)  # (1, 8)
@@ -375,7 +374,9 @@ def benchmark_rows(device: str, sizes: dict, generation_speed) -> list[dict]:
     except ImportError:
         return rows  # the comparison needs transformers; the package never does
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config_to_hf(config)))
-    hf.load_state_dict(hf_state_dict(model), strict=False)  # lm_head is tied to wte, as in ours
+    loaded = hf.load_state_dict(hf_state_dict(model), strict=False)
+    if loaded.unexpected_keys or loaded.missing_keys != ["lm_head.weight"]:  # lm_head is tied to wte, as in ours
+        raise RuntimeError(f"transformers' GPT-2 did not take our weights as they are: {loaded}")
     hf.to(device).eval()
     for new in (5, 20):
         theirs = best_time(lambda: hf.generate(message, attention_mask=torch.ones_like(message), max_new_tokens=new,
