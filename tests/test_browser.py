@@ -206,7 +206,9 @@ def site():
             if plot is not None:
                 plot.scroll_into_view_if_needed()
                 plot.screenshot(path=str(SHOTS / f"{stem}.plot.png"))
-            widget = page.query_selector(".jupyter-widgets")
+            # the first widget a reader sees: a progress bar closed when its loop ended (tqdm's leave=False)
+            # stays in the page, hidden, and cannot be photographed
+            widget = next((w for w in page.query_selector_all(".jupyter-widgets") if w.is_visible()), None)
             if widget is not None:
                 widget.scroll_into_view_if_needed()
                 widget.screenshot(path=str(SHOTS / f"{stem}.widget.png"))
