@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
 import html
 
+from mingpt.explore import Explorer  # chapter 7: a widget with its controls and its update function
+
 
 def transcript_html(session: ChatSession, pending: str | None = None) -> str:
     """The session's conversation as HTML: your messages on the right, the model's on the left, and `pending`
@@ -175,12 +177,10 @@ def transcript_html(session: ChatSession, pending: str | None = None) -> str:
     return "<div style='font-family:sans-serif; max-width:720px'>" + "".join(parts or ["<i>no messages yet</i>"]) + "</div>"
 
 
-def chat_widget(session: ChatSession):
+def chat_widget(session: ChatSession) -> Explorer:
     """A chat for a notebook (ipywidgets): a text box, Send and Reset, and the transcript, streamed as it is
     written. Returns chapter 7's `Explorer`; `explorer.update(text)` sends a message from code."""
-    import ipywidgets as widgets
-
-    from mingpt.explore import Explorer  # chapter 7: a widget with its controls and its update function
+    import ipywidgets as widgets  # only here: the package does not depend on it
 
     box = widgets.Text(placeholder="a message, then Enter", continuous_update=False, layout=widgets.Layout(width="60%"))
     send, reset = widgets.Button(description="Send", icon="paper-plane"), widgets.Button(description="Reset")
