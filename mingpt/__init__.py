@@ -14,10 +14,12 @@ imports chapter 16's `mingpt.modern`, whose `benchmark_rows` the benchmark of ch
 chapter 17's `mingpt.llama`, which gives `mingpt.modern.GPT` its `from_pretrained`, and chapter 18's
 `mingpt.instruct`, which keeps the weights that `generate`'s fast step reads with the model (so a
 second call gathers nothing) and adds a chat's rows to the benchmark. `mingpt.chat` is not imported
-here: `python -m mingpt.chat` runs it as a script.
+here: `python -m mingpt.chat` runs it as a script; nor is chapter 19's `mingpt.diagnose`, which
+changes nothing it does not own (`from mingpt.diagnose import ...`).
 """
 
-__version__ = "0.4.0"  # 0.4: instruction tuning and a chat (chapter 18); 0.3: the modern recipe and Llama
+__version__ = "0.5.0"  # 0.5: mingpt.diagnose and the expected results (chapter 19); 0.4: instruction tuning and
+# a chat (chapter 18); 0.3: the modern recipe and Llama
 # checkpoints (chapters 16, 17); 0.2: the Trainer split in three
 
 from mingpt import hf, kvcache  # noqa: E402,F401  they add methods to GPT (mingpt.utils.add_to_class)

@@ -100,6 +100,7 @@ CONCEPT_FIGURES = {  # the pictures a reader must hold in their head, each drawn
     "11_gpt2_weights": ["figure-hfmap"], "14_training": ["figure-resume"],
     "16_modern_gpt": ["figure-rope", "figure-gqa"], "17_llama_checkpoints": ["figure-llama-names", "figure-llama3"],
     "18_instruction_tuning": ["figure-padding", "figure-latency"],
+    "19_when_training_breaks": ["figure-memory"],
 }
 
 
