@@ -192,3 +192,17 @@ def test_the_tool_reads_an_entry_and_says_when_it_cannot():
 def test_every_chapter_printed_a_normal_result():
     problems = tool.check(Path(os.environ["MINGPT_NBVAL_FROM_CACHE"]))
     assert not problems, "\n".join(problems)
+
+
+def test_the_ci_check_passes_a_normal_result_and_fails_one_outside_its_band(monkeypatch):
+    entry = next(e for e in tool.ENTRIES if e.key == "06-shakespeare")
+    recorded = expected_results()[entry.key]["values"][0]
+    monkeypatch.setattr(tool, "ENTRIES", [entry])
+    printed = {}
+    monkeypatch.setattr(tool, "cached_cells", lambda path, cache: [{"cell_type": "code", "id": entry.cell, "outputs": [
+        {"output_type": "stream", "text": f"GPT validation loss {printed['value']:.4f}, bigram baseline 2.4819\n"}]}])
+    printed["value"] = recorded
+    assert tool.check(Path("unused")) == []
+    printed["value"] = 9.9
+    (problem,) = tool.check(Path("unused"))
+    assert "printed 9.9, outside the table's normal band" in problem

@@ -231,7 +231,13 @@ def check(cache_dir: Path) -> list[str]:
             continue
         try:
             if entry.notebook not in texts:
-                texts[entry.notebook] = cell_texts(cached_cells(path, cache_dir))
+                try:
+                    texts[entry.notebook] = cell_texts(cached_cells(path, cache_dir))
+                except LookupError as e:
+                    texts[entry.notebook] = e  # said once per chapter
+                    raise
+            if isinstance(texts[entry.notebook], LookupError):
+                continue
             value = read(entry, texts[entry.notebook])
         except LookupError as e:
             problems.append(str(e))
