@@ -63,7 +63,7 @@ class Watch:
 class WatchMixin:
     """Mix into any Trainer (`class T(WatchMixin, Trainer)`) to fill `self.watch` at every step, through
     the seams chapter 6 left: gradients are read before `clip_gradients` clips them, weights around
-    `optimizer_step`."""
+    `optimizer_step` (a copy of the weights per step: a diagnostic, not something to leave on)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
