@@ -27,6 +27,13 @@ def test_toc_lists_every_chapter_in_order():
     assert toc_files()[-1] == "book/glossary", "the glossary closes the book"
 
 
+def test_the_introductions_map_has_a_row_for_every_chapter():
+    """The browser test checks the built links; this catches a missing row without a site build."""
+    intro = "\n".join(cells(ROOT / "book" / "intro.ipynb", "markdown"))
+    rows = re.findall(r"^\| \{doc\}`(\d\d\w*)`", intro, flags=re.M)
+    assert rows == [p.stem for p in CHAPTERS], f"the map's rows {rows} differ from book/'s chapters"
+
+
 def test_glossary_terms_are_defined():
     """Every {term}`...` used in the book names an entry of book/glossary.md (Sphinx would only warn)."""
     text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")
