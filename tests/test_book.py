@@ -143,3 +143,30 @@ def test_book_sh_names_the_chapters_whose_execution_failed(tmp_path):
     nb.cells[0].source = "x = 2"  # the code changed since: its old execution does not count
     nbformat.write(nb, str(path))
     assert executed.unexecuted([path], cache_dir) == [path]
+
+
+def test_ci_ends_with_each_chapters_execution_time(tmp_path, capsys):
+    """`tools/executed.py --times` (the end of .ci/run) reads the seconds the cache recorded for each
+    chapter's current code, slowest first, and says which chapter has none."""
+    import nbformat
+    import sys as _sys
+    from jupyter_cache import get_cache
+
+    _sys.path.insert(0, str(ROOT / "tools"))
+    import executed
+
+    cache_dir, paths = tmp_path / "cache", []
+    for name, code, seconds in [("01_fast", "x = 1", 2.5), ("02_slow", "y = 1", 40.0), ("03_new", "z = 1", None)]:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        paths.append(tmp_path / f"{name}.ipynb")
+        nbformat.write(nb, str(paths[-1]))
+        if seconds is not None:
+            get_cache(str(cache_dir)).cache_notebook_file(str(paths[-1]), data={"execution_seconds": seconds},
+                                                          check_validity=False)
+    seconds = executed.execution_seconds(paths, cache_dir)
+    assert seconds == dict(zip(paths, [2.5, 40.0, None]))
+    executed.print_times(seconds)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in lines[1:3]] == ["02_slow", "01_fast"], lines
+    assert "03_new (no time" in lines[3] and lines[4].split()[:2] == ["42.5", "in"], lines
