@@ -19,13 +19,17 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.checkpoint import checkpoint
 
+from mingpt.checkpoint import WRAPPER_PREFIXES  # chapter 14: the names torch.compile and DDP put in front
 from mingpt.model import GPTConfig  # chapter 5: the shape a memory estimate reads
 from mingpt.trainer import Trainer  # chapter 6: the loop whose seams the watch takes over
+from mingpt.utils import eval_mode  # chapter 6: eval mode for a `with` block, then the mode as it was
 
 
 def layer_of(name: str) -> str:
     """The layer a parameter belongs to: 'transformer.h.3.mlp.c_fc.weight' -> 'h.3', 'lm_head.weight' -> 'lm_head'."""
-    parts = name.removeprefix("_orig_mod.").removeprefix("module.").split(".")
+    while name.startswith(WRAPPER_PREFIXES):
+        name = name.split(".", 1)[1]
+    parts = name.split(".")
     parts = parts[1:] if parts[0] == "transformer" else parts
     return ".".join(parts[:2]) if parts[0] == "h" and len(parts) > 1 else parts[0]
 
@@ -218,12 +222,8 @@ def future_leak(model: nn.Module, x: torch.Tensor, position: int | None = None) 
     position = x.size(1) // 2 if position is None else position
     changed = x.clone()
     changed[:, position + 1:] = (x[:, position + 1:] + 1) % model.config.vocab_size  # (B, T - position - 1)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         a, b = model(x)[0][:, :position + 1], model(changed)[0][:, :position + 1]  # (B, position + 1, V) each
-    finally:
-        model.train(was_training)
     return float((a - b).abs().max())
 
 
@@ -281,11 +281,11 @@ class NonFiniteDetector:
         self.hooks.clear()
 
     def _check(self, name: str, module: nn.Module, args: tuple, out) -> None:
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        if not _finite(outs) and _finite(args) and _finite(module.parameters(recurse=False)):
-            raise NonFiniteError(name, self.step, "the output")
         if not _finite(module.parameters(recurse=False)):
             raise NonFiniteError(name, self.step, "a weight")
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        if not _finite(outs) and _finite(args):
+            raise NonFiniteError(name, self.step, "the output")
 
     def check_gradients(self) -> None:
         """After backward: the *last* parameter, in model order, whose gradient is not finite. The backward runs from
@@ -392,8 +392,6 @@ def measure_peak_memory(step, model: nn.Module, optimizer: torch.optim.Optimizer
     of what the step creates. Run one step before, so that the optimizer's state exists; the step starts without
     gradients, as the Trainer's does (they are set to None here)."""
     optimizer.zero_grad(set_to_none=True)
-    tensors = list(model.parameters()) + [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
-    existing = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
     device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -401,6 +399,8 @@ def measure_peak_memory(step, model: nn.Module, optimizer: torch.optim.Optimizer
         step()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated(device)
+    tensors = list(model.parameters()) + [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    existing = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}  # shared storage once
     with PeakMemory() as tracker:
         step()
     return sum(existing.values()) + tracker.peak

@@ -45,6 +45,7 @@ def test_layer_names():
     assert layer_of("transformer.h.3.mlp.c_fc.weight") == "h.3"
     assert layer_of("_orig_mod.transformer.wte.weight") == "wte"
     assert layer_of("lm_head.weight") == "lm_head"
+    assert layer_of("module._orig_mod.transformer.h.0.attn.c_attn.weight") == "h.0"  # DDP around a compiled model
 
 
 def test_nan_detector_names_the_planted_module_and_step():
@@ -206,3 +207,16 @@ def test_the_ci_check_passes_a_normal_result_and_fails_one_outside_its_band(monk
     printed["value"] = 9.9
     (problem,) = tool.check(Path("unused"))
     assert "printed 9.9, outside the table's normal band" in problem
+
+
+def test_the_ci_check_says_once_that_a_chapter_is_missing_from_the_cache(monkeypatch):
+    entries = [e for e in tool.ENTRIES if e.notebook == "06_trainer"]
+    assert len(entries) > 1
+    monkeypatch.setattr(tool, "ENTRIES", entries)
+
+    def missing(path, cache):
+        raise LookupError(f"{cache} holds no execution of {path.name}'s current code")
+
+    monkeypatch.setattr(tool, "cached_cells", missing)
+    (problem,) = tool.check(Path("nowhere"))
+    assert "holds no execution of 06_trainer.ipynb" in problem

@@ -18,22 +18,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _records(notebooks: list[Path], cache_dir: Path) -> dict:
-    """Each notebook's cache record for its current code, or None where the cache holds none."""
+def matching_record(cache, path: Path):
+    """`cache`'s record of an execution of `path`'s current code, or None where it holds none."""
     import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    if "kernelspec" in nb.metadata:  # the site build maps every kernel name to python3
+        nb.metadata.kernelspec["name"] = "python3"
+    try:
+        return cache.match_cache_notebook(nb)
+    except KeyError:
+        return None
+
+
+def _records(notebooks: list[Path], cache_dir: Path) -> dict:
+    """Each notebook's record in `cache_dir` for its current code, or None."""
     from jupyter_cache import get_cache
 
     cache = get_cache(str(cache_dir))
-    records = {}
-    for path in notebooks:
-        nb = nbformat.read(str(path), as_version=4)
-        if "kernelspec" in nb.metadata:  # the site build maps every kernel name to python3
-            nb.metadata.kernelspec["name"] = "python3"
-        try:
-            records[path] = cache.match_cache_notebook(nb)
-        except KeyError:
-            records[path] = None
-    return records
+    return {path: matching_record(cache, path) for path in notebooks}
 
 
 def unexecuted(notebooks: list[Path], cache_dir: Path) -> list[Path]:

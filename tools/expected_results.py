@@ -13,7 +13,7 @@ device and torch version they were recorded with. The table is generated, never 
     table                                    combine _build/expected_runs/ into the package's table
     check --cache DIR                        each entry, as the site build printed it, must lie in
                                              the table's normal band (CI runs this through
-                                             tests/test_expected_results.py)
+                                             tests/test_diagnose.py)
 
 Shifting the seeds changes the initial weights, the batch order and dropout, not the data splits
 (those use their own generators). A cell whose asserts hold only at the book's seed fails at
@@ -108,18 +108,15 @@ def read(entry: Entry, texts: dict[str, str]) -> float:
 
 def cached_cells(notebook: Path, cache_dir: Path):
     """The cells of the site build's execution of `notebook` (its current code) in jupyter-cache."""
-    import nbformat
     from jupyter_cache import get_cache
 
-    nb = nbformat.read(str(notebook), as_version=4)
-    if "kernelspec" in nb.metadata:  # the site build maps every kernel name to python3
-        nb.metadata.kernelspec["name"] = "python3"
+    from executed import matching_record  # tools/executed.py: the site build's own lookup
+
     cache = get_cache(str(cache_dir))
-    try:
-        record = cache.match_cache_notebook(nb)
-    except KeyError:
+    record = matching_record(cache, notebook)
+    if record is None:
         raise LookupError(f"{cache_dir} holds no execution of {notebook.name}'s current code; build the site "
-                          "first (bash tools/book.sh --strict --no-open)") from None
+                          "first (bash tools/book.sh --strict --no-open)")
     return cache.get_cache_bundle(record.pk).nb.cells
 
 
@@ -225,19 +222,18 @@ def check(cache_dir: Path) -> list[str]:
     for entry in ENTRIES:
         if entry.timed:
             continue  # a fixed time's result depends on the machine's speed, which CI does not control
-        path = ROOT / "book" / f"{entry.notebook}.ipynb"
         if entry.key not in rows:
             problems.append(f"{entry.key}: not in {TABLE.name}; run this tool's record and table")
             continue
+        if entry.notebook not in texts:
+            try:
+                texts[entry.notebook] = cell_texts(cached_cells(ROOT / "book" / f"{entry.notebook}.ipynb", cache_dir))
+            except LookupError as e:
+                texts[entry.notebook] = None  # a chapter missing from the cache: said once, not per entry
+                problems.append(str(e))
+        if texts[entry.notebook] is None:
+            continue
         try:
-            if entry.notebook not in texts:
-                try:
-                    texts[entry.notebook] = cell_texts(cached_cells(path, cache_dir))
-                except LookupError as e:
-                    texts[entry.notebook] = e  # said once per chapter
-                    raise
-            if isinstance(texts[entry.notebook], LookupError):
-                continue
             value = read(entry, texts[entry.notebook])
         except LookupError as e:
             problems.append(str(e))
